@@ -1,0 +1,40 @@
+# machine-sound: every command a user needs. Run `make help` for the list.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: help install train test test-slow baseline tensorboard lint clean clean-data
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install:  ## create .venv and install the package (editable) with the dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+
+train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overrides in ARGS="..."
+	$(PY) train.py machine=pump id=id_04 $(ARGS)
+
+test:  ## the default test suite (fast; slow tests excluded)
+	$(PY) -m pytest
+
+test-slow:  ## the slow tests: real training runs that must learn
+	$(PY) -m pytest -m slow
+
+baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/IDs (how hard is the data?)
+	$(PY) benchmarks/linear_baseline.py $(ARGS)
+
+tensorboard:  ## dashboards of every run under outputs/
+	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+
+lint:  ## static checks
+	$(VENV)/bin/ruff check src tests benchmarks train.py
+
+clean:  ## remove run outputs and caches (keeps .venv and generated data)
+	rm -rf outputs/runs outputs/sweeps .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+clean-data:  ## remove the generated synthetic recordings (they are regenerated on next use)
+	rm -rf data/synthetic

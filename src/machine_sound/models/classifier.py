@@ -1,0 +1,116 @@
+"""The LightningModule: a timm image backbone that classifies log-mel images as normal (0) or abnormal (1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import timm
+import torch
+from torch import nn
+from torchmetrics.classification import BinaryConfusionMatrix
+
+from machine_sound.errors import ConfigError
+from machine_sound.metrics import binary_metrics, with_balanced_accuracy
+
+STAGES = ("train", "val", "test")
+
+
+def create_backbone(name: str, pretrained: bool, weights_path: str | None, in_chans: int, num_classes: int,
+                    drop_rate: float) -> nn.Module:
+    """`timm.create_model`, with clear errors for an unknown name or a missing local weights file.
+
+    `pretrained=true` downloads ImageNet weights from the model hub; with `weights_path` timm loads that local
+    file instead. Either way timm adapts the stem to `in_chans` and replaces the classifier for `num_classes`.
+    """
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        raise ConfigError(f"unknown timm backbone '{name}'" + (f"; similar: {', '.join(close)}" if close else ""))
+    overlay = None
+    if weights_path:
+        if not Path(weights_path).is_file():
+            raise ConfigError(f"model.weights_path {weights_path} is not a file")
+        pretrained, overlay = True, {"file": str(weights_path)}
+    return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, in_chans=in_chans,
+                             num_classes=num_classes, drop_rate=drop_rate)
+
+
+class SpectrogramClassifier(L.LightningModule):
+    def __init__(
+        self,
+        backbone: str = "mobilenetv3_small_100",
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        in_chans: int = 1,
+        num_classes: int = 2,
+        drop_rate: float = 0.2,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        threshold: float = 0.5,
+    ):
+        super().__init__()
+        # Factories stay out of the checkpoint: it must load with torch.load(weights_only=True).
+        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.net = create_backbone(backbone, pretrained, weights_path, in_chans, num_classes, drop_rate)
+        self.criterion = nn.CrossEntropyLoss()
+        # One metric object per stage, so train, val and test never share state.
+        self.train_metrics = binary_metrics(threshold)
+        self.val_metrics = binary_metrics(threshold)
+        self.test_metrics = binary_metrics(threshold)
+        self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.net(spec)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        spec, label = batch
+        logits = self(spec)
+        loss = self.criterion(logits, label)
+        scores = logits.float().softmax(dim=-1)[:, 1]
+        getattr(self, f"{stage}_metrics").update(scores, label)
+        if stage == "test":
+            self.test_confusion.update(scores, label)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
+                 batch_size=len(label))
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = getattr(self, f"{stage}_metrics")
+        values = with_balanced_accuracy(metrics.compute())
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
+        metrics.reset()
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_train_start(self) -> None:
+        self.val_metrics.reset()  # the sanity check's batches must not count
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        tn, fp, fn, tp = self.test_confusion.compute().flatten().tolist()
+        self.log_dict({"test/tn": float(tn), "test/fp": float(fp), "test/fn": float(fn), "test/tp": float(tp)})
+        self.test_confusion.reset()
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ConfigError("model.optimizer is not set")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
+                                                         "interval": "epoch"}}

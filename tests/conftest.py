@@ -1,0 +1,46 @@
+"""Config fixtures built with Hydra's compose API, pointed at temporary folders, with small fast settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from machine_sound.train import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+
+# Tiny synthetic data: 2 s clips, 15 normal + 6 abnormal per ID, and a front end sized to match.
+SMALL = [
+    "data.clip_seconds=2.0",
+    "data.generator.n_normal=15",
+    "data.generator.n_abnormal=6",
+    "data.batch_size=4",
+    "data.norm_clips=8",
+    "trainer.max_epochs=1",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def make_cfg(output_dir: Path, data_dir: Path, overrides=()):
+    small = SMALL
+    if any(o.startswith("data=") and o != "data=synthetic" for o in overrides):  # no generator to shrink
+        small = [o for o in SMALL if not o.startswith("data.generator.")]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", f"paths.data_dir={data_dir}",
+                                           *small, *overrides])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One synthetic data folder shared by the whole session (generation is the slow part)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def cfg_factory(tmp_path, data_dir):
+    def factory(*overrides, output_dir: Path | None = None):
+        return make_cfg(output_dir or tmp_path / "run", data_dir, overrides)
+    return factory

@@ -1,0 +1,93 @@
+"""The built-in synthetic MIMII-like dataset: layout, formats, determinism, cache invalidation."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from machine_sound.data.synthetic import MARKER, SyntheticMimii
+from machine_sound.errors import ConfigError, DataError
+
+SMALL = dict(n_normal=4, n_abnormal=3, duration_s=1.0)
+
+
+def digest(folder):
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*.wav")):
+        h.update(f.relative_to(folder).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_layout_and_format_follow_mimii(tmp_path):
+    gen = SyntheticMimii(**SMALL)
+    folder = gen.ensure(tmp_path, "-6_dB", "valve", "id_02", progress=False)
+    assert folder == tmp_path / "-6_dB_valve" / "valve" / "id_02"
+    normal = sorted((folder / "normal").glob("*.wav"))
+    abnormal = sorted((folder / "abnormal").glob("*.wav"))
+    assert [f.name for f in normal] == ["00000000.wav", "00000001.wav", "00000002.wav", "00000003.wav"]
+    assert len(abnormal) == 3
+    info = sf.info(str(normal[0]))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (16000, 1, 16000, "PCM_16")
+
+
+def test_eight_channels_are_written_as_wave_extensible_like_mimii(tmp_path):
+    folder = SyntheticMimii(channels=8, **SMALL).ensure(tmp_path, "0_dB", "fan", "id_00", progress=False)
+    info = sf.info(str(next((folder / "normal").glob("*.wav"))))
+    assert (info.channels, info.format) == (8, "WAVEX")
+    audio, _ = sf.read(str(next((folder / "normal").glob("*.wav"))))
+    assert not np.allclose(audio[:, 0], audio[:, 7])  # the microphones hear different mixes
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
+    a = SyntheticMimii(seed=1, **SMALL).ensure(tmp_path / "a", "-6_dB", "pump", "id_00", progress=False)
+    b = SyntheticMimii(seed=1, **SMALL).ensure(tmp_path / "b", "-6_dB", "pump", "id_00", progress=False)
+    c = SyntheticMimii(seed=2, **SMALL).ensure(tmp_path / "c", "-6_dB", "pump", "id_00", progress=False)
+    assert digest(a) == digest(b)
+    assert digest(a) != digest(c)
+
+
+def test_changed_settings_regenerate_and_same_settings_reuse(tmp_path):
+    gen = SyntheticMimii(**SMALL)
+    folder = gen.ensure(tmp_path, "-6_dB", "slider", "id_04", progress=False)
+    stamp = (folder / MARKER).stat().st_mtime_ns
+    gen.ensure(tmp_path, "-6_dB", "slider", "id_04", progress=False)
+    assert (folder / MARKER).stat().st_mtime_ns == stamp  # reused, not rewritten
+    SyntheticMimii(**{**SMALL, "n_normal": 5}).ensure(tmp_path, "-6_dB", "slider", "id_04", progress=False)
+    assert len(list((folder / "normal").glob("*.wav"))) == 5
+
+
+def test_snr_folders_share_the_machine_sound_at_different_noise_levels():
+    gen = SyntheticMimii(**SMALL)
+    quiet = gen.clip("6_dB", "fan", "id_00", "normal", 0)[:, 0]
+    noisy = gen.clip("-6_dB", "fan", "id_00", "normal", 0)[:, 0]
+    assert not np.allclose(quiet, noisy)
+    assert np.corrcoef(quiet, noisy)[0, 1] > 0.3  # same recording underneath
+
+
+def test_machines_ids_and_clips_sound_different():
+    gen = SyntheticMimii(**SMALL)
+    spectra = {}
+    for machine in ("fan", "pump", "slider", "valve"):
+        for machine_id in ("id_00", "id_06"):
+            x = gen.clip("6_dB", machine, machine_id, "normal", 0)[:, 0]
+            spectra[machine, machine_id] = np.log(np.abs(np.fft.rfft(x)) ** 2 + 1e-9)
+    keys = list(spectra)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert np.abs(spectra[a] - spectra[b]).mean() > 0.1, (a, b)
+    assert not np.allclose(gen.clip("6_dB", "pump", "id_00", "normal", 0), gen.clip("6_dB", "pump", "id_00", "normal", 1))
+
+
+def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "-6_dB_pump" / "pump" / "id_00" / "normal").mkdir(parents=True)
+    with pytest.raises(DataError, match="not written by the synthetic generator"):
+        SyntheticMimii(**SMALL).ensure(tmp_path, "-6_dB", "pump", "id_00", progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"channels": 9}, "channels"), ({"severity": 0}, "severity"),
+                                           ({"n_abnormal": 0}, "n_abnormal")])
+def test_bad_generator_settings_are_named(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        SyntheticMimii(**kwargs)
