@@ -1,0 +1,162 @@
+"""The built-in dataset: synthetic MIMII-like recordings written as real WAV files in MIMII's layout.
+
+`SyntheticMimii.ensure(root, snr, machine, id)` writes `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/`
+on first use, for that machine/ID only. The tree is a pure function of the generator settings: a marker file
+holds them, a change regenerates the ID, and the files appear atomically so parallel sweep jobs can share it.
+As in MIMII, the SNR folders hold the same machine sounds mixed with the same background at different levels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from machine_sound.data.machines import ANOMALY_KINDS, MACHINE_MODELS, factory_background, id_parameters, stable_seed
+from machine_sound.data.signals import db, unit_rms
+from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+MARKER = ".synthetic.json"
+LABEL_DIRS = ("normal", "abnormal")
+
+
+def parse_snr(snr: str) -> float:
+    """'-6_dB' -> -6.0, with a clear error for anything else."""
+    try:
+        if not snr.endswith("_dB"):
+            raise ValueError
+        return float(snr[: -len("_dB")])
+    except ValueError:
+        raise ConfigError(f"snr '{snr}' is not of the form '<number>_dB' (MIMII has -6_dB, 0_dB, 6_dB)") from None
+
+
+@dataclass(frozen=True)
+class SyntheticMimii:
+    """Settings of the synthetic recordings; the defaults suit a 2-core CPU (a few hundred 10 s clips per ID)."""
+
+    n_normal: int = 300
+    n_abnormal: int = 90
+    duration_s: float = 10.0
+    sample_rate: int = 16000
+    channels: int = 1
+    severity: float = 1.0
+    seed: int = 0
+    version: int = 3  # bump when the sound models change, so cached trees are regenerated
+
+    def __post_init__(self):
+        if not 1 <= self.channels <= 8:
+            raise ConfigError(f"data.generator.channels={self.channels}: choose 1 to 8 (MIMII has 8)")
+        if self.n_normal < 1 or self.n_abnormal < 1:
+            raise ConfigError("data.generator.n_normal and n_abnormal must both be at least 1")
+        if self.severity <= 0:
+            raise ConfigError(f"data.generator.severity={self.severity}: must be > 0 (1.0 is the default task)")
+
+    def id_dir(self, root: str | Path, snr: str, machine: str, machine_id: str) -> Path:
+        return Path(root) / f"{snr}_{machine}" / machine / machine_id
+
+    def ensure(self, root: str | Path, snr: str, machine: str, machine_id: str, progress: bool = True) -> Path:
+        """Generate the machine/ID's folder unless an identical one is already there; return its path."""
+        if machine not in MACHINE_MODELS:
+            raise ConfigError(f"unknown machine '{machine}' for synthetic data; valid: {', '.join(MACHINE_MODELS)}")
+        parse_snr(snr)
+        target = self.id_dir(root, snr, machine, machine_id)
+        spec = self._spec(snr, machine, machine_id)
+        if self._matches(target, spec):
+            return target
+        if target.exists() and not (target / MARKER).exists():
+            raise DataError(f"{target} exists but was not written by the synthetic generator; "
+                            "move it away or point data.root elsewhere")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".tmp-{machine_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._write(staging, snr, machine, machine_id, spec, progress)
+            self._publish(staging, target, spec)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def clip(self, snr: str, machine: str, machine_id: str, label: str, index: int) -> np.ndarray:
+        """One recording as float32 (frames, channels) in [-1, 1]; a pure function of its arguments."""
+        sr, n = self.sample_rate, int(round(self.duration_s * self.sample_rate))
+        params = id_parameters(machine, machine_id)
+        clip_key = (self.seed, machine, machine_id, label, index)  # no SNR: SNR folders share the sounds
+        rng = np.random.default_rng(stable_seed("machine", *clip_key))
+        anomaly = None
+        if label == "abnormal":
+            kinds = ANOMALY_KINDS[machine]
+            anomaly = kinds[index % len(kinds)]
+        source = unit_rms(MACHINE_MODELS[machine](rng, params, n, sr, anomaly, self.severity))
+        bg_rng = np.random.default_rng(stable_seed("background", *clip_key))
+        mix_gain = db(-parse_snr(snr))  # background RMS relative to the machine's
+        out = np.empty((n, self.channels), dtype=np.float64)
+        common = factory_background(bg_rng, n, sr)
+        for ch in range(self.channels):
+            delay = ch * int(params.get("blades", 3) % 4 + 1)  # the array's geometry: a few samples per mic
+            mic_gain = 1.0 - 0.03 * ch
+            local = factory_background(bg_rng, n, sr) if ch else common
+            bg = unit_rms(0.7 * common + 0.3 * local) if ch else common
+            out[:, ch] = mic_gain * np.roll(source, delay) + mix_gain * bg
+        out *= db(-26.0 + rng.normal(0, 1.0)) / np.sqrt(np.mean(out[:, 0] ** 2))
+        return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _spec(self, snr, machine, machine_id) -> dict:
+        return {**asdict(self), "snr": snr, "machine": machine, "id": machine_id}
+
+    @staticmethod
+    def _matches(target: Path, spec: dict) -> bool:
+        try:
+            return json.loads((target / MARKER).read_text()) == spec
+        except (OSError, ValueError):
+            return False
+
+    def _write(self, staging: Path, snr, machine, machine_id, spec, progress) -> None:
+        jobs = [(label, i) for label, count in zip(LABEL_DIRS, (self.n_normal, self.n_abnormal)) for i in range(count)]
+        for label in LABEL_DIRS:
+            (staging / label).mkdir(parents=True)
+        fmt = "WAVEX" if self.channels > 2 else "WAV"  # MIMII's 8-channel files are WAVE_FORMAT_EXTENSIBLE
+        paths = [staging / label / f"{i:08d}.wav" for label, i in jobs]
+        tasks = [(self, snr, machine, machine_id, label, i, path, fmt) for (label, i), path in zip(jobs, paths)]
+        workers = min(os.cpu_count() or 1, 8)
+        desc = f"synthesizing {snr}_{machine}/{machine_id}"
+        with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            done = pool.map(_write_clip, tasks, chunksize=8) if pool else map(_write_clip, tasks)
+            for _ in tqdm(done, total=len(tasks), desc=desc, unit="clip", disable=not progress):
+                pass
+        (staging / MARKER).write_text(json.dumps(spec, indent=1))
+
+    def _publish(self, staging: Path, target: Path, spec: dict) -> None:
+        """Move the finished folder into place; if another job got there first with the same spec, keep theirs."""
+        if target.exists():  # stale settings: set the old tree aside, then replace it
+            stale = target.parent / f".stale-{target.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(target, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                pass
+        try:
+            os.rename(staging, target)
+            log.info("wrote synthetic recordings to %s", target)
+        except OSError:
+            if not self._matches(target, spec):
+                raise DataError(f"could not write synthetic data to {target}; is another job writing there?")
+
+
+def _write_clip(task) -> None:
+    """Generate and write one clip (a top-level function, so a process pool can run it)."""
+    generator, snr, machine, machine_id, label, index, path, fmt = task
+    audio = generator.clip(snr, machine, machine_id, label, index)
+    sf.write(path, audio, generator.sample_rate, subtype="PCM_16", format=fmt)
