@@ -6,13 +6,11 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from machine_sound.train import instantiate, train
-
-from machine_sound.data.audio import probe, read_clip
-from machine_sound.errors import ConfigError, DataError
-
 
 from conftest import REAL_SAMPLES, REPO
+from machine_sound.data.audio import probe, read_clip
+from machine_sound.errors import ConfigError, DataError
+from machine_sound.train import instantiate, train
 
 
 def make_mimii(root, n_normal=4, n_abnormal=3, sample_rate=16000, seconds=0.5):

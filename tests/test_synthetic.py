@@ -77,7 +77,8 @@ def test_machines_ids_and_clips_sound_different():
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
             assert np.abs(spectra[a] - spectra[b]).mean() > 0.1, (a, b)
-    assert not np.allclose(gen.clip("6_dB", "pump", "id_00", "normal", 0), gen.clip("6_dB", "pump", "id_00", "normal", 1))
+    first, second = (gen.clip("6_dB", "pump", "id_00", "normal", i) for i in (0, 1))
+    assert not np.allclose(first, second)
 
 
 def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):

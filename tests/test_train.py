@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from machine_sound.train import CONFIG_DIR, instantiate, train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
-
 from conftest import REPO, make_cfg
+from machine_sound.train import CONFIG_DIR, instantiate, train
 
 METRICS = {"accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auroc", "pauc",
            "loss", "tn", "fp", "fn", "tp"}

@@ -60,7 +60,8 @@ def harmonic_tone(freq: np.ndarray | float, n: int, sr: int, amps, rng: np.rando
     return out
 
 
-def resonant_click(rng: np.random.Generator, sr: int, freq: float, decay_s: float, noise_mix: float = 0.5) -> np.ndarray:
+def resonant_click(rng: np.random.Generator, sr: int, freq: float, decay_s: float,
+                   noise_mix: float = 0.5) -> np.ndarray:
     """A short impact: a damped resonance plus a noise burst with the same exponential decay; peak about 1."""
     length = int(sr * decay_s * 6)
     t = np.arange(length) / sr

@@ -22,7 +22,13 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from machine_sound.data.machines import ANOMALY_KINDS, MACHINE_MODELS, factory_background, id_parameters, stable_seed
+from machine_sound.data.machines import (
+    ANOMALY_KINDS,
+    MACHINE_MODELS,
+    factory_background,
+    id_parameters,
+    stable_seed,
+)
 from machine_sound.data.signals import db, unit_rms
 from machine_sound.errors import ConfigError, DataError
 
