@@ -22,12 +22,11 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from machine_sound.data.datamodule import ClipDataset
 from machine_sound.train import CONFIG_DIR
 
 
 def averaged_log_mel(datamodule, split: str) -> tuple[np.ndarray, np.ndarray]:
-    dataset = ClipDataset(datamodule.splits[split], datamodule.channel, datamodule.num_frames)
+    dataset = datamodule.dataset(split)
     feats, labels = [], []
     for start in range(0, len(dataset), 32):
         waves, ys = zip(*(dataset[i] for i in range(start, min(start + 32, len(dataset)))))

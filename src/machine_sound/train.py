@@ -60,8 +60,7 @@ def train(cfg: DictConfig) -> dict:
         "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
         "backbone": cfg.model.backbone, "data": cfg.data.root, "positive_class": "abnormal",
         "best_checkpoint": best or None, "epochs": trainer.current_epoch,
-        "n_test": {name: int(sum(1 for _, lab in datamodule.splits["test"] if lab == i))
-                   for i, name in enumerate(datamodule.class_names)},
+        "n_test": dict(zip(datamodule.class_names, datamodule.class_counts("test").tolist())),
         "metrics": metrics,
     }
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -99,8 +99,7 @@ class MachineSoundDataModule(L.LightningDataModule):
             probe(path, self.sample_rate, self.channel)
         assignment = stratified_split([label for _, label in items], seed=self.split_seed, **self.fractions)
         self.splits = {name: [item for item, s in zip(items, assignment) if s == name] for name in SPLITS}
-        counts = {name: np.bincount([lab for _, lab in part], minlength=2).tolist()
-                  for name, part in self.splits.items()}
+        counts = {name: self.class_counts(name).tolist() for name in SPLITS}
         log.info("split of %s_%s/%s (normal, abnormal): %s", self.snr, self.machine, self.machine_id, counts)
         if self.run_dir is not None:
             self.write_split(self.run_dir / "split.csv")
@@ -118,13 +117,20 @@ class MachineSoundDataModule(L.LightningDataModule):
 
     def fit_normalisation(self) -> None:
         """Per-band log-mel statistics from up to `norm_clips` training clips (never val or test)."""
-        train = self.splits["train"]
+        train = self.dataset("train")
         picks = np.random.default_rng(self.split_seed).permutation(len(train))[: self.norm_clips]
-        waves = torch.stack([torch.from_numpy(read_clip(train[i][0], self.channel, self.num_frames)) for i in picks])
+        waves = torch.stack([train[i][0] for i in picks])
         self.frontend.fit(self.frontend.log_mel(waves))
 
     def dataset(self, name: str) -> ClipDataset:
         return ClipDataset(self.splits[name], self.channel, self.num_frames)
+
+    def labels(self, name: str) -> np.ndarray:
+        return np.array([label for _, label in self.splits[name]], dtype=np.int64)
+
+    def class_counts(self, name: str) -> np.ndarray:
+        """How many clips of each class (normal, abnormal) a split holds."""
+        return np.bincount(self.labels(name), minlength=len(self.class_names))
 
     # -- loaders ----------------------------------------------------------------------------------------------
 
@@ -134,13 +140,13 @@ class MachineSoundDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        labels = np.array([label for _, label in self.splits["train"]])
+        labels = self.labels("train")
         # A batch of one breaks BatchNorm in training mode; drop a ragged last batch when there are several.
         drop_last = len(labels) > self.batch_size
         if not self.balanced_sampling:
             return self._loader("train", shuffle=True, drop_last=drop_last)
         # Draw classes equally often: the abnormal class is 3-10x rarer in MIMII.
-        weights = 1.0 / np.bincount(labels, minlength=2)[labels]
+        weights = 1.0 / self.class_counts("train")[labels]
         generator = torch.Generator().manual_seed(self.split_seed)
         sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(labels), replacement=True,
                                         generator=generator)
