@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from machine_sound.features import LogMelFrontend, SpecAugment
-from machine_sound.metrics import binary_metrics, with_balanced_accuracy
+from machine_sound.metrics import best_threshold, binary_metrics, set_threshold, with_balanced_accuracy
 
 
 def test_ten_second_clip_becomes_128_mels_by_313_frames():
@@ -57,6 +57,18 @@ def test_spec_augment_masks_each_clip_differently():
     assert not all(torch.equal(masked[0], m) for m in masked[1:])
 
 
+def test_time_roll_shifts_every_clip_by_its_own_offset_and_keeps_its_content():
+    torch.manual_seed(0)
+    spec = torch.randn(6, 1, 8, 50)
+    out = SpecAugment(freq_mask_param=0, time_mask_param=0, num_masks=0, time_roll=True)(spec)
+    shifts = []
+    for before, after in zip(spec, out):
+        matches = [s for s in range(50) if torch.equal(torch.roll(before, s, dims=-1), after)]
+        assert len(matches) == 1  # a pure circular shift in time, the same for every mel band
+        shifts.append(matches[0])
+    assert len(set(shifts)) > 1
+
+
 def test_metrics_equal_sklearn_including_dcase_pauc():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
@@ -68,3 +80,18 @@ def test_metrics_equal_sklearn_including_dcase_pauc():
     assert got["pauc"] == pytest.approx(roc_auc_score(y, scores, max_fpr=0.1), abs=1e-5)
     assert got["f1"] == pytest.approx(f1_score(y, scores > 0.5), abs=1e-6)
     assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, scores > 0.5), abs=1e-6)
+
+
+def test_threshold_is_chosen_for_the_best_balanced_accuracy_and_moves_the_metrics():
+    scores = torch.tensor([0.1, 0.2, 0.55, 0.6, 0.7, 0.9, 0.95])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    threshold = best_threshold(scores, labels, "balanced_accuracy")
+    assert 0.6 < threshold < 0.7  # 0.5 would call two normal clips abnormal
+    metrics = binary_metrics(0.5)
+    set_threshold(metrics, threshold)
+    metrics.update(scores, labels)
+    values = with_balanced_accuracy(metrics.compute())
+    assert values["balanced_accuracy"] == 1.0 and values["f1"] == 1.0
+    assert best_threshold(scores, torch.zeros(7, dtype=torch.long)) is None  # one class: nothing to choose
+    with pytest.raises(ValueError, match="criterion"):
+        best_threshold(scores, labels, "accuracy")

@@ -34,3 +34,37 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
 def with_balanced_accuracy(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Add balanced accuracy, the mean of the per-class recalls (recall of abnormal, specificity of normal)."""
     return {**values, "balanced_accuracy": (values["recall"] + values["specificity"]) / 2}
+
+
+THRESHOLD_CRITERIA = ("balanced_accuracy", "f1")
+
+
+def set_threshold(metrics: MetricCollection, threshold: float) -> None:
+    """Move the decision threshold of every thresholded metric in the collection (AUROC and pAUC have none)."""
+    for metric in metrics.values():
+        if hasattr(metric, "threshold"):
+            metric.threshold = float(threshold)
+
+
+def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = "balanced_accuracy") -> float | None:
+    """The decision threshold that maximises balanced accuracy or F1 on these clips (abnormal when score >
+    threshold, as torchmetrics decides). Of equally good thresholds the middle one is taken, for the widest
+    margin. None when the clips hold one class only."""
+    if criterion not in THRESHOLD_CRITERIA:
+        raise ValueError(f"threshold criterion must be one of {THRESHOLD_CRITERIA}, not '{criterion}'")
+    labels = labels.bool()
+    if labels.all() or not labels.any():
+        return None
+    values = torch.unique(scores.float())  # sorted
+    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2]).clamp(0.0, 1.0)
+    predicted = scores.float()[None, :] > candidates[:, None]
+    tp = (predicted & labels).sum(1).float()
+    fp = (predicted & ~labels).sum(1).float()
+    fn = (~predicted & labels).sum(1).float()
+    tn = (~predicted & ~labels).sum(1).float()
+    if criterion == "balanced_accuracy":
+        value = (tp / (tp + fn) + tn / (tn + fp)) / 2
+    else:
+        value = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+    best = torch.nonzero(value == value.max()).flatten()
+    return float(candidates[best[len(best) // 2]])

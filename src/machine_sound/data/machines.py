@@ -63,7 +63,9 @@ def id_parameters(machine: str, machine_id: str) -> dict[str, float]:
 
 def _fan(rng, p, n, sr, anomaly, sev):
     t = np.arange(n) / sr
-    speed = p["f_rot"] * (1 + rng.normal(0, 0.015)) * (1 + 0.003 * smooth_random(rng, n, sr, 0.3))
+    # Healthy fans also drift in speed by a few percent over a clip (supply and load wander slowly), so a
+    # voltage change differs by its abrupt steps, not by how much the tones smear in the average spectrum.
+    speed = p["f_rot"] * (1 + rng.normal(0, 0.015)) * (1 + rng.uniform(0.0, 0.04) * smooth_random(rng, n, sr, 0.15))
     if anomaly == "voltage_change":
         # Supply voltage steps: the fan speeds up and slows down during the clip.
         steps = np.sort(rng.uniform(0.5, 9.5, 3))
@@ -78,7 +80,7 @@ def _fan(rng, p, n, sr, anomaly, sev):
     air = coloured_noise(rng, n, sr, 6.0, lo=p["noise_cut"]) + 0.4 * band_noise(rng, n, sr, p["res_freq"], 300)
     air = unit_rms(air) * (1 + 0.1 * smooth_random(rng, n, sr, 0.5))
     rumble = coloured_noise(rng, n, sr, 9.0, lo=60)
-    air = air + rng.uniform(0.3, 1.0) * rumble  # steady low rumble; clogging makes it surge
+    air = air + rng.uniform(0.3, 2.0) * rumble  # steady low rumble of varying level; clogging makes it surge
     level = p["tone_db"] + rng.normal(0, 1.5)
     if anomaly == "unbalance":
         # Rotor unbalance: the tonal part wobbles (beats) at a few Hz and rattles once per revolution.
@@ -107,7 +109,7 @@ def _pump(rng, p, n, sr, anomaly, sev):
         # Clogging: pulsation becomes deep and irregular and the pump starves (vane tone drops) now and then.
         wander = np.cumsum(rate * (1 + 0.6 * smooth_random(rng, n, sr, 0.4))) / sr
         pulsation = 1 + min(0.35 + 0.5 * sev, 0.95) * np.sin(2 * np.pi * wander)
-        starve = gate(n, sr, random_bursts(rng, n / sr, 3, 0.3, 0.8), ramp_s=0.05)
+        starve = gate(n, sr, random_bursts(rng, n / sr, int(rng.integers(3, 6)), 0.4, 0.8), ramp_s=0.05)
         vane_env = 1 - 0.8 * min(sev, 1.2) * starve
     flow = band_noise(rng, n, sr, p["flow_center"], p["flow_width"]) * pulsation
     # Healthy pumps also hiss a little in the leak band, steadily and at a level that varies from clip to clip:
@@ -116,10 +118,10 @@ def _pump(rng, p, n, sr, anomaly, sev):
     out = (db(p["hum_db"] + rng.normal(0, 1.5)) * unit_rms(hum)
            + db(rng.normal(0, 1.5)) * unit_rms(vane) * vane_env * pulsation
            + db(rng.normal(-2, 1.5)) * flow
-           + rng.uniform(0.3, 1.0) * hiss)
+           + rng.uniform(0.3, 1.6) * hiss)
     if anomaly == "leakage":
         # Leakage: short loud bursts of high-frequency hiss.
-        bursts = random_bursts(rng, n / sr, int(rng.integers(2, 5)), 0.15, 0.5)
+        bursts = random_bursts(rng, n / sr, int(rng.integers(3, 6)), 0.25, 0.6)
         out = out + 2.0 * sev * gate(n, sr, bursts, ramp_s=0.02) * hiss
     if anomaly == "contamination":
         # Contamination: clusters of particles hitting the impeller, a dense high-pitched crackle.

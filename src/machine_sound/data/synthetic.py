@@ -52,14 +52,14 @@ def parse_snr(snr: str) -> float:
 class SyntheticMimii:
     """Settings of the synthetic recordings; the defaults suit a 2-core CPU (a few hundred 10 s clips per ID)."""
 
-    n_normal: int = 300
-    n_abnormal: int = 90
+    n_normal: int = 360
+    n_abnormal: int = 120
     duration_s: float = 10.0
     sample_rate: int = 16000
     channels: int = 1
     severity: float = 1.0
     seed: int = 0
-    version: int = 3  # bump when the sound models change, so cached trees are regenerated
+    version: int = 4  # bump when the sound models change, so cached trees are regenerated
 
     def __post_init__(self):
         if not 1 <= self.channels <= 8:

@@ -55,10 +55,14 @@ class LogMelFrontend(nn.Module):
 
 
 class SpecAugment(nn.Module):
-    """Frequency and time masks drawn independently for every clip (Park et al., 2019). Training only."""
+    """Frequency and time masks drawn independently for every clip (Park et al., 2019), and optionally a random
+    circular shift in time: a fault can happen at any moment of a recording, so where it falls must not matter.
+    Training only."""
 
-    def __init__(self, freq_mask_param: int = 16, time_mask_param: int = 24, num_masks: int = 2):
+    def __init__(self, freq_mask_param: int = 16, time_mask_param: int = 24, num_masks: int = 2,
+                 time_roll: bool = False):
         super().__init__()
+        self.time_roll = time_roll
         masks = []
         for _ in range(num_masks):
             masks.append(torchaudio.transforms.FrequencyMasking(freq_mask_param, iid_masks=True))
@@ -66,4 +70,9 @@ class SpecAugment(nn.Module):
         self.masks = nn.Sequential(*masks)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if self.time_roll:
+            frames = spec.shape[-1]
+            shifts = torch.randint(0, frames, (spec.shape[0], 1, 1, 1), device=spec.device)
+            index = (torch.arange(frames, device=spec.device) - shifts) % frames
+            spec = spec.gather(-1, index.expand_as(spec))
         return self.masks(spec)

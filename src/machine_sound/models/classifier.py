@@ -12,13 +12,19 @@ from torch import nn
 from torchmetrics.classification import BinaryConfusionMatrix
 
 from machine_sound.errors import ConfigError
-from machine_sound.metrics import binary_metrics, with_balanced_accuracy
+from machine_sound.metrics import (
+    THRESHOLD_CRITERIA,
+    best_threshold,
+    binary_metrics,
+    set_threshold,
+    with_balanced_accuracy,
+)
 
 STAGES = ("train", "val", "test")
 
 
 def create_backbone(name: str, pretrained: bool, weights_path: str | None, in_chans: int, num_classes: int,
-                    drop_rate: float) -> nn.Module:
+                    drop_rate: float, global_pool: str = "avg") -> nn.Module:
     """`timm.create_model`, with clear errors for an unknown name or a missing local weights file.
 
     `pretrained=true` downloads ImageNet weights from the model hub; with `weights_path` timm loads that local
@@ -33,7 +39,7 @@ def create_backbone(name: str, pretrained: bool, weights_path: str | None, in_ch
             raise ConfigError(f"model.weights_path {weights_path} is not a file")
         pretrained, overlay = True, {"file": str(weights_path)}
     return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, in_chans=in_chans,
-                             num_classes=num_classes, drop_rate=drop_rate)
+                             num_classes=num_classes, drop_rate=drop_rate, global_pool=global_pool)
 
 
 class SpectrogramClassifier(L.LightningModule):
@@ -45,21 +51,32 @@ class SpectrogramClassifier(L.LightningModule):
         in_chans: int = 1,
         num_classes: int = 2,
         drop_rate: float = 0.2,
+        global_pool: str = "avg",
+        label_smoothing: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         threshold: float = 0.5,
+        tune_threshold: str | None = "balanced_accuracy",
     ):
         super().__init__()
+        if tune_threshold not in (None, *THRESHOLD_CRITERIA):
+            raise ConfigError(f"model.tune_threshold={tune_threshold}: choose one of {', '.join(THRESHOLD_CRITERIA)} "
+                              "or null")
         # Factories stay out of the checkpoint: it must load with torch.load(weights_only=True).
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.net = create_backbone(backbone, pretrained, weights_path, in_chans, num_classes, drop_rate)
-        self.criterion = nn.CrossEntropyLoss()
+        self.net = create_backbone(backbone, pretrained, weights_path, in_chans, num_classes, drop_rate,
+                                   global_pool)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         # One metric object per stage, so train, val and test never share state.
         self.train_metrics = binary_metrics(threshold)
         self.val_metrics = binary_metrics(threshold)
         self.test_metrics = binary_metrics(threshold)
         self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
+        # The decision threshold is a buffer: the checkpoint that is tested carries the one chosen with it.
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.net(spec)
@@ -69,7 +86,11 @@ class SpectrogramClassifier(L.LightningModule):
         logits = self(spec)
         loss = self.criterion(logits, label)
         scores = logits.float().softmax(dim=-1)[:, 1]
-        getattr(self, f"{stage}_metrics").update(scores, label)
+        if stage == "val":  # scored at the epoch's end, once the threshold for this epoch is chosen
+            self._val_scores.append(scores.detach())
+            self._val_labels.append(label.detach())
+        else:
+            getattr(self, f"{stage}_metrics").update(scores, label)
         if stage == "test":
             self.test_confusion.update(scores, label)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
@@ -94,11 +115,31 @@ class SpectrogramClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         self.val_metrics.reset()  # the sanity check's batches must not count
 
+    def on_train_epoch_start(self) -> None:
+        set_threshold(self.train_metrics, self.threshold.item())
+
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
+        """Choose the decision threshold on this epoch's validation clips (unless `tune_threshold` is null),
+        then log the validation metrics at it."""
+        scores, labels = torch.cat(self._val_scores), torch.cat(self._val_labels)
+        self._val_scores.clear()
+        self._val_labels.clear()
+        criterion = self.hparams.tune_threshold
+        if criterion and not self.trainer.sanity_checking:
+            chosen = best_threshold(scores, labels, criterion)
+            if chosen is not None:
+                self.threshold.fill_(chosen)
+        set_threshold(self.val_metrics, self.threshold.item())
+        self.val_metrics.update(scores, labels)
         self._log_epoch("val")
+        self.log("val/threshold", self.threshold)
+
+    def on_test_epoch_start(self) -> None:
+        set_threshold(self.test_metrics, self.threshold.item())
+        self.test_confusion.threshold = self.threshold.item()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
