@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
+SNR    ?= -6_dB
+JOBS   ?= 2
+DIR    ?=
 
-.PHONY: help install train test test-slow baseline tensorboard lint clean clean-data
+.PHONY: help install train sweep summarize test test-slow baseline tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +20,13 @@ install:  ## create .venv and install the package (editable) with the dev tools
 train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overrides in ARGS="..."
 	$(PY) train.py machine=pump id=id_04 $(ARGS)
 
+sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
+	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+
+summarize:  ## rebuild the results table of a sweep folder: make summarize DIR=outputs/sweeps/<date>
+	@test -n "$(DIR)" || { echo "usage: make summarize DIR=outputs/sweeps/<date> [ARGS='--positive normal']"; exit 2; }
+	$(PY) -m machine_sound.summarize $(DIR) $(ARGS)
+
 test:  ## the default test suite (fast; slow tests excluded)
 	$(PY) -m pytest
 
@@ -26,8 +36,8 @@ test-slow:  ## the slow tests: real training runs that must learn
 baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/IDs (how hard is the data?)
 	$(PY) benchmarks/linear_baseline.py $(ARGS)
 
-tensorboard:  ## dashboards of every run under outputs/
-	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+tensorboard:  ## dashboards of every run under outputs/ (or under DIR=...)
+	$(VENV)/bin/tensorboard --logdir $(or $(DIR),outputs) --bind_all
 
 lint:  ## static checks
 	$(VENV)/bin/ruff check src tests benchmarks train.py

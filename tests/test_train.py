@@ -37,6 +37,18 @@ def test_every_config_group_option_composes_and_instantiates(override, cfg_facto
         instantiate(cfg.data)
 
 
+@pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+def test_sweep_preset_and_launchers_compose(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["sweep=mimii", f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweeper.params == {"machine": "fan,pump,slider,valve", "id": "id_00,id_02,id_04,id_06"}
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1
+
+
 def test_fast_dev_run_writes_metrics_split_and_tensorboard(cfg_factory, tmp_path):
     run = tmp_path / "run"
     result = train(cfg_factory("trainer.fast_dev_run=true", output_dir=run))
@@ -60,6 +72,20 @@ def test_one_epoch_logs_curves_and_test_metrics_to_tensorboard(cfg_factory, tmp_
         assert tag in tags, tag
     assert len(events.Scalars("val/auroc")) == 2  # one point per epoch
     assert list((run / "checkpoints").glob("epoch*.ckpt")) and (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_the_threshold_chosen_on_validation_travels_with_the_checkpoint_into_the_test(cfg_factory, tmp_path):
+    run = tmp_path / "run"
+    result = train(cfg_factory("trainer.max_epochs=2", output_dir=run))
+    best = torch.load(result["best_checkpoint"], weights_only=True)
+    threshold = best["state_dict"]["threshold"].item()
+    assert result["threshold"] == pytest.approx(threshold)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    chosen = [e.value for e in events.Scalars("val/threshold")]
+    assert len(chosen) == 2 and threshold == pytest.approx(chosen[best["epoch"]])
+    fixed = train(cfg_factory("trainer.max_epochs=1", "model.tune_threshold=null", output_dir=tmp_path / "fixed"))
+    assert fixed["threshold"] == 0.5
 
 
 def test_same_seed_gives_the_same_test_metrics(data_dir, tmp_path):

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.errors import MachineSoundError
+from machine_sound.sweep import claim_gpu, cpu_share, register_resolvers
 
 log = logging.getLogger(__name__)
+register_resolvers()  # before Hydra composes: the sweep folder names use them
 
 # The repository's conf/ (the package is installed editable from the repository).
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -59,13 +61,37 @@ def train(cfg: DictConfig) -> dict:
     result = {
         "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
         "backbone": cfg.model.backbone, "data": cfg.data.root, "positive_class": "abnormal",
-        "best_checkpoint": best or None, "epochs": trainer.current_epoch,
+        "best_checkpoint": best or None, "epochs": trainer.current_epoch, "threshold": model.threshold.item(),
         "n_test": dict(zip(datamodule.class_names, datamodule.class_counts("test").tolist())),
         "metrics": metrics,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    log_hparams(loggers, result, cfg)
     return result
+
+
+def log_hparams(loggers: list, result: dict, cfg: DictConfig) -> None:
+    """One row per run in TensorBoard's HPARAMS tab: what the run was, and its real test metrics.
+
+    The metric columns point at the `test/*` scalars the test step already logged, so no value is written twice
+    (Lightning's own `log_hyperparams(params, metrics)` would log them again at step 0).
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch.utils.tensorboard.summary import hparams
+
+    params = {"machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
+              "backbone": cfg.model.backbone, "lr": float(cfg.model.optimizer.lr),
+              "n_mels": cfg.features.frontend.n_mels, "epochs": result["epochs"]}
+    metric_tags = {f"test/{k}": v for k, v in result["metrics"].items()}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment._get_file_writer()  # as Lightning does in its own log_hyperparams
+            for event in hparams(params, metric_tags):
+                writer.add_summary(event)
+            writer.flush()
+        else:
+            logger.log_hyperparams(params)
 
 
 def one_line(err: BaseException) -> str:
@@ -84,13 +110,48 @@ def summary(result: dict, run_dir: str) -> str:
             f"dashboard:  tensorboard --logdir {run_dir}")
 
 
+def share_the_machine(cfg: DictConfig, hydra_cfg) -> object | None:
+    """In a parallel sweep (joblib launcher), give this job its share of the CPU threads and, on a multi-GPU
+    machine, a GPU of its own. Returns the GPU lock to hold while training, if any."""
+    import torch
+
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
+    if n_jobs is None:
+        return None
+    threads = cpu_share(n_jobs)
+    torch.set_num_threads(threads)
+    log.info("parallel sweep job: %d CPU threads", threads)
+    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1:
+        index, lock = claim_gpu(Path(hydra_cfg.sweep.dir), torch.cuda.device_count(),
+                                preferred=hydra_cfg.job.num % torch.cuda.device_count())
+        cfg.trainer.devices = [index]
+        log.info("parallel sweep job: GPU %d", index)
+        return lock
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    finished = Path(cfg.paths.output_dir) / "metrics.json"
+    if in_sweep and finished.exists():  # re-running a sweep folder resumes it: finished jobs are kept
+        log.info("%s already finished; keeping its result", cfg.paths.output_dir)
+        return json.loads(finished.read_text())["metrics"]["auroc"]
+    gpu_lock = share_the_machine(cfg, hydra_cfg) if in_sweep else None
     try:
         result = train(cfg)
     except MachineSoundError as err:  # also when raised in a DataLoader worker: the type survives
+        if in_sweep:  # Hydra records the failure and goes on with the other jobs
+            raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if gpu_lock is not None:
+            gpu_lock.close()
     print(summary(result, cfg.paths.output_dir))
     return result["metrics"]["auroc"]
 

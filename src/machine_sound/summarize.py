@@ -1,0 +1,273 @@
+"""One results table for a sweep: `summary.csv`, `summary.md` and a machine x id heatmap PNG in the sweep folder.
+
+Every job folder of a Hydra multirun holds `.hydra/` (its config and overrides) and, when it finished,
+`metrics.json`; a failed job holds `failed.json` with its one-line error. The table is rebuilt from those files
+alone, so it works on a finished, a failed or a half-finished sweep:
+
+    python -m machine_sound.summarize outputs/sweeps/<date> [--metric auroc] [--positive normal]
+
+Rows are named like the original project's table (`-6_dB_fan/id_00`); a job that differs by other swept
+overrides (a backbone, a learning rate) gets them appended; several seeds of one cell give mean and standard
+deviation. `--positive normal` reports precision, recall and F1 with normal as the positive class, the
+convention the original table fits; AUROC, balanced accuracy and accuracy do not depend on it, and pAUC stays
+the DCASE definition (abnormal positive, FPR up to 0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+METRICS_FILE = "metrics.json"
+FAILED_FILE = "failed.json"
+JOB_CONFIG = Path(".hydra") / "config.yaml"
+JOB_OVERRIDES = Path(".hydra") / "overrides.yaml"
+IDENTITY_KEYS = ("snr", "machine", "id", "seed")  # what names a row (seed is averaged over)
+COLUMNS = {  # metric -> (header, shown in percent)
+    "precision": ("P %", True), "recall": ("R %", True), "accuracy": ("Acc %", True), "f1": ("F1", False),
+    "balanced_accuracy": ("Bal. acc.", False), "auroc": ("AUROC", False), "pauc": ("pAUC", False),
+}
+POSITIVES = ("abnormal", "normal")
+
+
+@dataclass
+class Job:
+    """One job folder of a sweep and what became of it."""
+
+    folder: Path
+    snr: str
+    machine: str
+    id: str
+    seed: int
+    overrides: dict[str, str]
+    status: str  # finished | failed | unfinished
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def collect(sweep_dir: str | Path) -> list[Job]:
+    """Every job under `sweep_dir`, finished or not, in a stable order."""
+    jobs = []
+    for config_file in sorted(Path(sweep_dir).rglob(str(JOB_CONFIG))):
+        folder = config_file.parent.parent
+        cfg = OmegaConf.load(config_file)
+        overrides = {}
+        if (folder / JOB_OVERRIDES).exists():
+            for item in OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES)):
+                key, _, value = str(item).partition("=")
+                overrides[key.lstrip("+~")] = value
+        job = Job(folder, str(cfg.snr), str(cfg.machine), str(cfg.id), int(cfg.seed), overrides, "unfinished")
+        if (folder / METRICS_FILE).exists():
+            job.status, job.metrics = "finished", json.loads((folder / METRICS_FILE).read_text())["metrics"]
+        elif (folder / FAILED_FILE).exists():
+            job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
+        jobs.append(job)
+    return jobs
+
+
+def with_positive(metrics: dict[str, float], positive: str) -> dict[str, float]:
+    """Precision, recall and F1 for the chosen positive class, from the test confusion counts."""
+    if positive == "abnormal":
+        return dict(metrics)
+    if positive != "normal":
+        raise ValueError(f"positive must be one of {POSITIVES}, not '{positive}'")
+    tn, fp, fn = metrics["tn"], metrics["fp"], metrics["fn"]  # normal positive: hits are the true negatives
+    out = dict(metrics)
+    out["precision"] = tn / (tn + fn) if tn + fn else 0.0
+    out["recall"] = tn / (tn + fp) if tn + fp else 0.0
+    out["f1"] = 2 * tn / (2 * tn + fn + fp) if tn + fn + fp else 0.0
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _variant_keys(jobs: list[Job]) -> list[str]:
+    """Overrides that differ between jobs (besides machine, id, snr, seed): they name variants of a row."""
+    keys = sorted({k for j in jobs for k in j.overrides} - set(IDENTITY_KEYS))
+    return [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+
+
+def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
+    """One row per (snr, machine, id, variant) with mean/std over seeds, then per-machine and overall means."""
+    variant_keys = _variant_keys(jobs)
+    cells: dict[tuple, list[Job]] = defaultdict(list)
+    for job in jobs:
+        variant = ",".join(f"{k}={job.overrides[k]}" for k in variant_keys if k in job.overrides)
+        cells[(job.snr, variant, job.machine, job.id)].append(job)
+    rows = []
+    for (snr, variant, machine, machine_id), members in sorted(cells.items()):
+        finished = [with_positive(j.metrics, positive) for j in members if j.status == "finished"]
+        failed = [j for j in members if j.status == "failed"]
+        status = "finished" if len(finished) == len(members) else "failed" if failed else "unfinished"
+        row = {"kind": "job", "snr": snr, "variant": variant, "machine": machine, "id": machine_id,
+               "name": f"{snr}_{machine}/{machine_id}" + (f" [{variant}]" if variant else ""),
+               "status": status, "runs": len(members), "finished": len(finished),
+               "seeds": ",".join(str(j.seed) for j in members),
+               "error": "; ".join(sorted({j.error for j in failed if j.error})),
+               "folders": ";".join(str(j.folder) for j in members)}
+        for metric in COLUMNS:
+            values = [m[metric] for m in finished if metric in m]
+            row[metric], row[f"{metric}_std"] = _mean_std(values) if values else (None, None)
+        rows.append(row)
+    return rows + _means(rows)
+
+
+def _means(rows: list[dict]) -> list[dict]:
+    """Per-machine and overall means of the finished cells, for each snr/variant group."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["snr"], row["variant"], row["machine"])].append(row)
+        groups[(row["snr"], row["variant"], None)].append(row)
+    out = []
+    for (snr, variant, machine), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                                  kv[0][2] is None, kv[0][2])):
+        members = [r for r in cells if r["finished"]]
+        label = (f"{snr}_{machine} mean" if machine else f"{snr} mean") + f" ({len(members)} of {len(cells)} IDs)"
+        row = {"kind": "machine_mean" if machine else "overall_mean", "snr": snr, "variant": variant,
+               "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),
+               "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",
+               "name": label + (f" [{variant}]" if variant else "")}
+        for metric in COLUMNS:
+            values = [r[metric] for r in members if r[metric] is not None]
+            row[metric], row[f"{metric}_std"] = _mean_std(values) if values else (None, None)
+        out.append(row)
+    return out
+
+
+def _cell(row: dict, metric: str) -> str:
+    value, std = row[metric], row[f"{metric}_std"]
+    if value is None:
+        return "–"
+    percent = COLUMNS[metric][1]
+    text = f"{100 * value:.0f}" if percent else f"{value:.3f}"
+    if row["kind"] == "job" and row["finished"] > 1:
+        text += f" ± {100 * std:.0f}" if percent else f" ± {std:.3f}"
+    return text
+
+
+def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
+    headers = ["device", *(h for h, _ in COLUMNS.values()), "runs", "status"]
+    lines = [f"# Sweep summary: {sweep_dir}", "",
+             f"Written {datetime.now():%Y-%m-%d %H:%M}. Test split of each job; positive class for P, R and F1: "
+             f"**{positive}**. P, R, Acc in percent; several seeds of a cell: mean ± std.", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        name = row["name"] if row["kind"] == "job" else f"**{row['name']}**"
+        status = row["status"] + (f": {row['error']}" if row["error"] else "")
+        lines.append("| " + " | ".join([name, *(_cell(row, m) for m in COLUMNS),
+                                        f"{row['finished']}/{row['runs']}", status]) + " |")
+    failed = [r for r in rows if r["status"] == "failed"]
+    unfinished = [r for r in rows if r["status"] == "unfinished"]
+    lines += ["", f"{len(failed)} failed, {len(unfinished)} unfinished of {sum(r['kind'] == 'job' for r in rows)}."]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    fields = ["kind", "name", "snr", "variant", "machine", "id", "status", "runs", "finished", "seeds"]
+    fields += [f for m in COLUMNS for f in (m, f"{m}_std")] + ["error", "folders"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def heatmap(rows: list[dict], metric: str, path: Path) -> None:
+    """Machine x id grid of one metric, one panel per snr/variant; failed or unfinished cells are grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    jobs = [r for r in rows if r["kind"] == "job"]
+    panels = sorted({(r["snr"], r["variant"]) for r in jobs})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1, 4), squeeze=False)
+    header = COLUMNS[metric][0]
+    for ax, (snr, variant) in zip(axes[0], panels):
+        members = [r for r in jobs if (r["snr"], r["variant"]) == (snr, variant)]
+        machines, ids = sorted({r["machine"] for r in members}), sorted({r["id"] for r in members})
+        grid = np.full((len(machines), len(ids)), np.nan)
+        for r in members:
+            if r[metric] is not None:
+                grid[machines.index(r["machine"]), ids.index(r["id"])] = r[metric]
+        ax.set_facecolor("0.85")
+        image = ax.imshow(np.ma.masked_invalid(grid), vmin=0.5 if metric in ("auroc", "pauc") else 0.0, vmax=1.0,
+                          cmap="viridis")
+        for r in members:
+            y, x = machines.index(r["machine"]), ids.index(r["id"])
+            text = _cell(r, metric).replace(" ± ", "\n±") if r[metric] is not None else r["status"]
+            ax.text(x, y, text, ha="center", va="center", fontsize=8,
+                    color="black" if r[metric] is None or r[metric] > 0.8 else "white")
+        ax.set_xticks(range(len(ids)), ids)
+        ax.set_yticks(range(len(machines)), machines)
+        ax.set_title(f"{snr} {variant}".strip() + f": test {header}", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _write_atomic(path: Path, text: str | None = None, writer=None) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if writer is None:
+        tmp.write_text(text)
+    else:
+        writer(tmp)
+    os.replace(tmp, path)
+
+
+def write_summary(sweep_dir: str | Path, metric: str = "auroc", positive: str = "abnormal") -> dict[str, Path]:
+    """Rebuild the sweep's summary files; safe when several jobs finish at once (a lock file serialises)."""
+    sweep_dir = Path(sweep_dir)
+    if metric not in COLUMNS:
+        raise ValueError(f"metric must be one of {', '.join(COLUMNS)}, not '{metric}'")
+    with open(sweep_dir / ".summary.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = table_rows(collect(sweep_dir), positive)
+        paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
+        _write_atomic(paths["csv"], to_csv(rows))
+        _write_atomic(paths["md"], to_markdown(rows, sweep_dir, positive))
+        if any(r["kind"] == "job" for r in rows):
+            _write_atomic(paths["png"], writer=lambda tmp: heatmap(rows, metric, tmp))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m machine_sound.summarize",
+                                     description="Summarise a sweep folder (also a half-finished one).")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--metric", default="auroc", choices=list(COLUMNS), help="metric of the heatmap")
+    parser.add_argument("--positive", default="abnormal", choices=POSITIVES,
+                        help="positive class for precision, recall and F1 (normal: the original table's)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        return 2
+    if not collect(args.sweep_dir):
+        print(f"error: no job folders (with .hydra/config.yaml) under {args.sweep_dir}; is it a sweep folder?",
+              file=sys.stderr)
+        return 2
+    paths = write_summary(args.sweep_dir, args.metric, args.positive)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""What Hydra multiruns need beyond one training run: job folder names, a fair share of the machine per job,
+failed jobs recorded, and the sweep's summary table kept up to date.
+
+`SweepCallback` is registered in conf/hydra/default.yaml. After every job it records a failure's one-line error
+in the job folder (`failed.json`) and rebuilds `summary.{csv,md,png}`, so a sweep that is still running, or one
+that Hydra ends with an error because a job failed, has its table too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from machine_sound.summarize import FAILED_FILE, write_summary
+
+log = logging.getLogger(__name__)
+
+NAMING_KEYS = ("machine", "id", "snr")  # already in the folder path: <snr>_<machine>/<id>
+
+
+def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
+    """The part of a job folder's name that tells it apart from the other jobs of its sweep.
+
+    The swept keys are read from `multirun.yaml`, which Hydra's sweeper writes into the sweep folder before any
+    job starts: keys given with sweep syntax (`seed=1,2`, `range(...)`) or in `hydra.sweeper.params`. Overrides
+    common to every job stay out of the name. Returns '' or '/key=value,key=value'.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():
+        return ""
+    multirun = OmegaConf.load(path)
+    arguments = list(multirun.hydra.overrides.task or [])
+    arguments += [f"{k}={v}" for k, v in (OmegaConf.select(multirun, "hydra.sweeper.params") or {}).items()]
+    swept = {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(arguments)
+             if o.is_sweep_override()}
+    parts = []
+    for item in task_overrides:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if key in swept and key not in NAMING_KEYS:
+            parts.append(f"{key}={value}".replace("/", "-"))
+    return "/" + ",".join(parts) if parts else ""
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("swept_overrides"):
+        OmegaConf.register_new_resolver("swept_overrides", swept_overrides)
+
+
+def cpu_share(n_jobs: int | None, cpus: int | None = None) -> int:
+    """Threads for one of `n_jobs` parallel jobs (joblib's convention: -1 = one per CPU, -2 = all but one)."""
+    cpus = cpus or os.cpu_count() or 1
+    if not n_jobs:
+        return cpus
+    parallel = n_jobs if n_jobs > 0 else max(1, cpus + 1 + n_jobs)
+    return max(1, cpus // min(parallel, cpus))
+
+
+def claim_gpu(lock_dir: Path, count: int, preferred: int = 0) -> tuple[int, IO]:
+    """A GPU that no other job of this sweep holds, by a lock file per GPU; keep the returned file open while
+    training. With more parallel jobs than GPUs, waits for the preferred one."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for index in [*range(preferred, count), *range(preferred)]:
+        handle = open(lock_dir / f".gpu-{index}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return index, handle
+        except BlockingIOError:
+            handle.close()
+    handle = open(lock_dir / f".gpu-{preferred}.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return preferred, handle
+
+
+class SweepCallback(Callback):
+    """Records failures and keeps the sweep summary current (Hydra calls these in each job's process)."""
+
+    def __init__(self, metric: str = "auroc", positive: str = "abnormal"):
+        self.metric, self.positive = metric, positive
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        (Path(config.hydra.runtime.output_dir) / FAILED_FILE).unlink(missing_ok=True)  # a re-run starts clean
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if job_return.status == JobStatus.FAILED:
+            from machine_sound.train import one_line
+
+            error = job_return._return_value
+            record = {"error": one_line(error), "type": type(error).__name__,
+                      "overrides": list(config.hydra.overrides.task)}
+            folder = Path(config.hydra.runtime.output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / FAILED_FILE).write_text(json.dumps(record, indent=1))
+            log.error("job failed: %s", record["error"])
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._summarize(config.hydra.sweep.dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        paths = self._summarize(config.hydra.sweep.dir)
+        if paths:
+            print(paths["md"].read_text())
+            print(f"sweep summary: {paths['md']} (also {paths['csv'].name}, {paths['png'].name})\n"
+                  f"dashboard:     tensorboard --logdir {config.hydra.sweep.dir}")
+
+    def _summarize(self, sweep_dir: str) -> dict[str, Path] | None:
+        try:
+            return write_summary(sweep_dir, self.metric, self.positive)
+        except Exception as err:  # the table must never cost a finished job its result
+            log.error("could not write the sweep summary in %s: %s", sweep_dir, err)
+            return None
