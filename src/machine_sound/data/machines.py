@@ -45,7 +45,7 @@ def id_parameters(machine: str, machine_id: str) -> dict[str, float]:
     u = rng.uniform
     if machine == "fan":
         return dict(f_rot=u(12, 24), blades=int(rng.integers(5, 10)), harm_decay=u(0.4, 0.8),
-                    noise_cut=u(800, 3000), res_freq=u(1000, 4000), tone_db=u(-2, 4), wobble=u(0.7, 2.0))
+                    noise_cut=u(800, 3000), res_freq=u(1000, 4000), tone_db=u(2, 8), wobble=u(0.7, 2.0))
     if machine == "pump":
         return dict(mains=float(rng.choice([50.0, 60.0])), f_shaft=u(24, 48), vanes=int(rng.integers(5, 8)),
                     flow_center=u(400, 1500), flow_width=u(150, 500), pulse_rate=u(0.8, 2.5),
@@ -65,13 +65,13 @@ def _fan(rng, p, n, sr, anomaly, sev):
     t = np.arange(n) / sr
     # Healthy fans also drift in speed by a few percent over a clip (supply and load wander slowly), so a
     # voltage change differs by its abrupt steps, not by how much the tones smear in the average spectrum.
-    speed = p["f_rot"] * (1 + rng.normal(0, 0.015)) * (1 + rng.uniform(0.0, 0.04) * smooth_random(rng, n, sr, 0.15))
+    speed = p["f_rot"] * (1 + rng.normal(0, 0.015)) * (1 + rng.uniform(0.0, 0.02) * smooth_random(rng, n, sr, 0.15))
     if anomaly == "voltage_change":
         # Supply voltage steps: the fan speeds up and slows down during the clip.
         steps = np.sort(rng.uniform(0.5, 9.5, 3))
         factor = np.ones(n)
         for s in steps:
-            factor[int(s * sr):] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.04, 0.08) * sev
+            factor[int(s * sr):] *= 1 + rng.choice([-1, 1]) * rng.uniform(0.06, 0.12) * sev
         speed = speed * factor
     bpf = speed * p["blades"]
     amps = [p["harm_decay"] ** k for k in range(5)]
