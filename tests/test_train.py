@@ -49,6 +49,13 @@ def test_sweep_preset_and_launchers_compose(launcher, target):
         assert cfg.hydra.launcher.gpus_per_node == 1
 
 
+def test_pooling_and_label_smoothing_reach_the_model(cfg_factory):
+    model = instantiate(cfg_factory("model.global_pool=max", "model.label_smoothing=0.1").model)
+    assert model.net.global_pool.pool_type == "max"
+    assert model.criterion.label_smoothing == 0.1
+    assert model(torch.randn(2, 1, 64, 40)).shape == (2, 2)
+
+
 def test_fast_dev_run_writes_metrics_split_and_tensorboard(cfg_factory, tmp_path):
     run = tmp_path / "run"
     result = train(cfg_factory("trainer.fast_dev_run=true", output_dir=run))

@@ -83,6 +83,26 @@ def claim_gpu(lock_dir: Path, count: int, preferred: int = 0) -> tuple[int, IO]:
     return preferred, handle
 
 
+def share_the_machine(cfg: DictConfig, hydra_cfg: DictConfig) -> IO | None:
+    """In a parallel sweep (joblib launcher), give this job its share of the CPU threads and, on a multi-GPU
+    machine, a GPU of its own. Returns the GPU lock to hold while training, if any."""
+    import torch
+
+    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
+    if n_jobs is None:
+        return None
+    threads = cpu_share(n_jobs)
+    torch.set_num_threads(threads)
+    log.info("parallel sweep job: %d CPU threads", threads)
+    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1:
+        index, lock = claim_gpu(Path(hydra_cfg.sweep.dir), torch.cuda.device_count(),
+                                preferred=hydra_cfg.job.num % torch.cuda.device_count())
+        cfg.trainer.devices = [index]
+        log.info("parallel sweep job: GPU %d", index)
+        return lock
+    return None
+
+
 class SweepCallback(Callback):
     """Records failures and keeps the sweep summary current (Hydra calls these in each job's process)."""
 

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from machine_sound.errors import MachineSoundError
-from machine_sound.sweep import claim_gpu, cpu_share, register_resolvers
+from machine_sound.sweep import register_resolvers, share_the_machine
 
 log = logging.getLogger(__name__)
 register_resolvers()  # before Hydra composes: the sweep folder names use them
@@ -108,26 +108,6 @@ def summary(result: dict, run_dir: str) -> str:
             f"F1 {m['f1']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}\n"
             f"run folder: {run_dir}\n"
             f"dashboard:  tensorboard --logdir {run_dir}")
-
-
-def share_the_machine(cfg: DictConfig, hydra_cfg) -> object | None:
-    """In a parallel sweep (joblib launcher), give this job its share of the CPU threads and, on a multi-GPU
-    machine, a GPU of its own. Returns the GPU lock to hold while training, if any."""
-    import torch
-
-    n_jobs = OmegaConf.select(hydra_cfg, "launcher.n_jobs")
-    if n_jobs is None:
-        return None
-    threads = cpu_share(n_jobs)
-    torch.set_num_threads(threads)
-    log.info("parallel sweep job: %d CPU threads", threads)
-    if cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1:
-        index, lock = claim_gpu(Path(hydra_cfg.sweep.dir), torch.cuda.device_count(),
-                                preferred=hydra_cfg.job.num % torch.cuda.device_count())
-        cfg.trainer.devices = [index]
-        log.info("parallel sweep job: GPU %d", index)
-        return lock
-    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
