@@ -89,7 +89,9 @@ class MachineSoundDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.generator is not None:
-            self.generator.ensure(self.root, self.snr, self.machine, self.machine_id)
+            # As many processes as torch may use threads: a parallel sweep job keeps to its share of the CPUs.
+            self.generator.ensure(self.root, self.snr, self.machine, self.machine_id,
+                                  workers=torch.get_num_threads())
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -72,8 +72,10 @@ class SyntheticMimii:
     def id_dir(self, root: str | Path, snr: str, machine: str, machine_id: str) -> Path:
         return Path(root) / f"{snr}_{machine}" / machine / machine_id
 
-    def ensure(self, root: str | Path, snr: str, machine: str, machine_id: str, progress: bool = True) -> Path:
-        """Generate the machine/ID's folder unless an identical one is already there; return its path."""
+    def ensure(self, root: str | Path, snr: str, machine: str, machine_id: str, progress: bool = True,
+               workers: int | None = None) -> Path:
+        """Generate the machine/ID's folder unless an identical one is already there; return its path.
+        `workers` processes write the clips (default: one per CPU, at most 8)."""
         if machine not in MACHINE_MODELS:
             raise ConfigError(f"unknown machine '{machine}' for synthetic data; valid: {', '.join(MACHINE_MODELS)}")
         parse_snr(snr)
@@ -87,7 +89,7 @@ class SyntheticMimii:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".tmp-{machine_id}-{uuid.uuid4().hex[:8]}"
         try:
-            self._write(staging, snr, machine, machine_id, spec, progress)
+            self._write(staging, snr, machine, machine_id, spec, progress, workers)
             self._publish(staging, target, spec)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -129,14 +131,14 @@ class SyntheticMimii:
         except (OSError, ValueError):
             return False
 
-    def _write(self, staging: Path, snr, machine, machine_id, spec, progress) -> None:
+    def _write(self, staging: Path, snr, machine, machine_id, spec, progress, workers=None) -> None:
         jobs = [(label, i) for label, count in zip(LABEL_DIRS, (self.n_normal, self.n_abnormal)) for i in range(count)]
         for label in LABEL_DIRS:
             (staging / label).mkdir(parents=True)
         fmt = "WAVEX" if self.channels > 2 else "WAV"  # MIMII's 8-channel files are WAVE_FORMAT_EXTENSIBLE
         paths = [staging / label / f"{i:08d}.wav" for label, i in jobs]
         tasks = [(self, snr, machine, machine_id, label, i, path, fmt) for (label, i), path in zip(jobs, paths)]
-        workers = min(os.cpu_count() or 1, 8)
+        workers = workers or min(os.cpu_count() or 1, 8)
         desc = f"synthesizing {snr}_{machine}/{machine_id}"
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             done = pool.map(_write_clip, tasks, chunksize=8) if pool else map(_write_clip, tasks)
