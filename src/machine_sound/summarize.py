@@ -27,6 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import OmegaConf
 
@@ -97,6 +98,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _add_mean_std(row: dict, samples: list[dict]) -> dict:
+    """Set `row[metric]` and `row[metric_std]` over the samples that have the metric (None when none has)."""
+    for metric in COLUMNS:
+        values = [s[metric] for s in samples if s.get(metric) is not None]
+        row[metric], row[f"{metric}_std"] = _mean_std(values) if values else (None, None)
+    return row
+
+
 def _variant_keys(jobs: list[Job]) -> list[str]:
     """Overrides that differ between jobs (besides machine, id, snr, seed): they name variants of a row."""
     keys = sorted({k for j in jobs for k in j.overrides} - set(IDENTITY_KEYS))
@@ -121,10 +130,7 @@ def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
                "seeds": ",".join(str(j.seed) for j in members),
                "error": "; ".join(sorted({j.error for j in failed if j.error})),
                "folders": ";".join(str(j.folder) for j in members)}
-        for metric in COLUMNS:
-            values = [m[metric] for m in finished if metric in m]
-            row[metric], row[f"{metric}_std"] = _mean_std(values) if values else (None, None)
-        rows.append(row)
+        rows.append(_add_mean_std(row, finished))
     return rows + _means(rows)
 
 
@@ -143,10 +149,7 @@ def _means(rows: list[dict]) -> list[dict]:
                "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),
                "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",
                "name": label + (f" [{variant}]" if variant else "")}
-        for metric in COLUMNS:
-            values = [r[metric] for r in members if r[metric] is not None]
-            row[metric], row[f"{metric}_std"] = _mean_std(values) if values else (None, None)
-        out.append(row)
+        out.append(_add_mean_std(row, members))
     return out
 
 
@@ -223,12 +226,10 @@ def heatmap(rows: list[dict], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _write_atomic(path: Path, text: str | None = None, writer=None) -> None:
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` fills a temporary file beside `path`, which then replaces `path` in one step."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if writer is None:
-        tmp.write_text(text)
-    else:
-        writer(tmp)
+    write(tmp)
     os.replace(tmp, path)
 
 
@@ -241,10 +242,10 @@ def write_summary(sweep_dir: str | Path, metric: str = "auroc", positive: str = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = table_rows(collect(sweep_dir), positive)
         paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
-        _write_atomic(paths["csv"], to_csv(rows))
-        _write_atomic(paths["md"], to_markdown(rows, sweep_dir, positive))
+        _write_atomic(paths["csv"], lambda tmp: tmp.write_text(to_csv(rows)))
+        _write_atomic(paths["md"], lambda tmp: tmp.write_text(to_markdown(rows, sweep_dir, positive)))
         if any(r["kind"] == "job" for r in rows):
-            _write_atomic(paths["png"], writer=lambda tmp: heatmap(rows, metric, tmp))
+            _write_atomic(paths["png"], lambda tmp: heatmap(rows, metric, tmp))
     return paths
 
 
