@@ -59,7 +59,7 @@ class SyntheticMimii:
     channels: int = 1
     severity: float = 1.0
     seed: int = 0
-    version: int = 6  # bump when the sound models change, so cached trees are regenerated
+    version: int = 5  # bump when the sound models change, so cached trees are regenerated
 
     def __post_init__(self):
         if not 1 <= self.channels <= 8:
