@@ -58,17 +58,21 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def split_override(item: object) -> tuple[str, str]:
+    """'+key=value' -> ('key', 'value'): an override as Hydra records it, without its +/++/~ prefix."""
+    key, _, value = str(item).partition("=")
+    return key.lstrip("+~"), value
+
+
 def collect(sweep_dir: str | Path) -> list[Job]:
     """Every job under `sweep_dir`, finished or not, in a stable order."""
     jobs = []
     for config_file in sorted(Path(sweep_dir).rglob(str(JOB_CONFIG))):
         folder = config_file.parent.parent
         cfg = OmegaConf.load(config_file)
-        overrides = {}
+        overrides: dict[str, str] = {}
         if (folder / JOB_OVERRIDES).exists():
-            for item in OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES)):
-                key, _, value = str(item).partition("=")
-                overrides[key.lstrip("+~")] = value
+            overrides = dict(map(split_override, OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES))))
         job = Job(folder, str(cfg.snr), str(cfg.machine), str(cfg.id), int(cfg.seed), overrides, "unfinished")
         if (folder / METRICS_FILE).exists():
             job.status, job.metrics = "finished", json.loads((folder / METRICS_FILE).read_text())["metrics"]

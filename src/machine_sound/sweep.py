@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from machine_sound.summarize import FAILED_FILE, write_summary
+from machine_sound.summarize import FAILED_FILE, split_override, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,7 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
     swept = {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(arguments)
              if o.is_sweep_override()}
     parts = []
-    for item in task_overrides:
-        key, _, value = str(item).partition("=")
-        key = key.lstrip("+~")
+    for key, value in map(split_override, task_overrides):
         if key in swept and key not in NAMING_KEYS:
             parts.append(f"{key}={value}".replace("/", "-"))
     return "/" + ",".join(parts) if parts else ""
