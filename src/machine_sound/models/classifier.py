@@ -112,9 +112,6 @@ class SpectrogramClassifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
-    def on_train_start(self) -> None:
-        self.val_metrics.reset()  # the sanity check's batches must not count
-
     def on_train_epoch_start(self) -> None:
         set_threshold(self.train_metrics, self.threshold.item())
 
