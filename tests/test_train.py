@@ -56,6 +56,29 @@ def test_pooling_and_label_smoothing_reach_the_model(cfg_factory):
     assert model(torch.randn(2, 1, 64, 40)).shape == (2, 2)
 
 
+def test_the_new_classifier_starts_at_zero_so_training_starts_at_ln2(cfg_factory):
+    """Without it, large random initial logits made whether the model learned a subtle fault depend on the seed."""
+    model = instantiate(cfg_factory().model)
+    head = model.net.get_classifier()
+    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
+    loss = model.criterion(model(torch.randn(4, 1, 64, 40)), torch.tensor([0, 1, 0, 1]))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
+    random_head = instantiate(cfg_factory("model.zero_init_head=false").model).net.get_classifier()
+    assert random_head.weight.abs().sum() > 0
+
+
+def test_zero_init_head_names_a_backbone_whose_classifier_it_cannot_zero(monkeypatch):
+    from machine_sound.errors import ConfigError
+    from machine_sound.models import create_backbone
+
+    def sequential_head(self):
+        return torch.nn.Sequential()
+
+    monkeypatch.setattr("timm.models.mobilenetv3.MobileNetV3.get_classifier", sequential_head)
+    with pytest.raises(ConfigError, match="'mobilenetv3_small_100'.*Sequential.*zero_init_head=false"):
+        create_backbone("mobilenetv3_small_100", False, None, 1, 2, 0.2)
+
+
 def test_fast_dev_run_writes_metrics_split_and_tensorboard(cfg_factory, tmp_path):
     run = tmp_path / "run"
     result = train(cfg_factory("trainer.fast_dev_run=true", output_dir=run))
