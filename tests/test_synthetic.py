@@ -67,6 +67,27 @@ def test_snr_folders_share_the_machine_sound_at_different_noise_levels():
     assert np.corrcoef(quiet, noisy)[0, 1] > 0.3  # same recording underneath
 
 
+@pytest.mark.parametrize("machine, index", [("pump", 0), ("slider", 1), ("valve", 0), ("fan", 2)])
+def test_a_fault_adds_its_events_without_making_the_rest_quieter(machine, index, monkeypatch):
+    """Levels come from the running sound alone: the fault's events are added on top, nothing else moves."""
+    from machine_sound.data import synthetic
+
+    gen = SyntheticMimii(**{**SMALL, "duration_s": 5.0})
+    with_fault = gen.clip("-6_dB", machine, "id_00", "abnormal", index)[:, 0].astype(np.float64)
+    model = synthetic.MACHINE_MODELS[machine]
+
+    def without_added_events(*args):
+        running, added = model(*args)
+        return running, np.zeros_like(added)
+
+    monkeypatch.setitem(synthetic.MACHINE_MODELS, machine, without_added_events)
+    without = gen.clip("-6_dB", machine, "id_00", "abnormal", index)[:, 0].astype(np.float64)
+    events = np.abs(with_fault - without) > 1e-6
+    assert 0.001 < events.mean() < 0.9  # the fault is there, in part of the clip
+    np.testing.assert_allclose(with_fault[~events], without[~events], atol=1e-6)
+    assert np.mean(with_fault**2) > np.mean(without**2)
+
+
 def test_machines_ids_and_clips_sound_different():
     gen = SyntheticMimii(**SMALL)
     spectra = {}

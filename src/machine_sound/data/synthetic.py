@@ -59,7 +59,7 @@ class SyntheticMimii:
     channels: int = 1
     severity: float = 1.0
     seed: int = 0
-    version: int = 5  # bump when the sound models change, so cached trees are regenerated
+    version: int = 7  # bump when the sound models change, so cached trees are regenerated
 
     def __post_init__(self):
         if not 1 <= self.channels <= 8:
@@ -105,18 +105,24 @@ class SyntheticMimii:
         if label == "abnormal":
             kinds = ANOMALY_KINDS[machine]
             anomaly = kinds[index % len(kinds)]
-        source = unit_rms(MACHINE_MODELS[machine](rng, params, n, sr, anomaly, self.severity))
+        # Levels are set from the machine's running sound alone, so a fault's added events make the clip louder
+        # instead of making everything else quieter (a cue in the average spectrum that real faults lack).
+        running, added = MACHINE_MODELS[machine](rng, params, n, sr, anomaly, self.severity)
+        scale = 1.0 / (np.sqrt(np.mean(running**2)) + 1e-12)
+        source, added = running * scale, added * scale
         bg_rng = np.random.default_rng(stable_seed("background", *clip_key))
         mix_gain = db(-parse_snr(snr))  # background RMS relative to the machine's
         out = np.empty((n, self.channels), dtype=np.float64)
         common = factory_background(bg_rng, n, sr)
+        faulty = np.empty((n, self.channels), dtype=np.float64)
         for ch in range(self.channels):
             delay = ch * int(params.get("blades", 3) % 4 + 1)  # the array's geometry: a few samples per mic
             mic_gain = 1.0 - 0.03 * ch
             local = factory_background(bg_rng, n, sr) if ch else common
             bg = unit_rms(0.7 * common + 0.3 * local) if ch else common
             out[:, ch] = mic_gain * np.roll(source, delay) + mix_gain * bg
-        out *= db(-26.0 + rng.normal(0, 1.0)) / np.sqrt(np.mean(out[:, 0] ** 2))
+            faulty[:, ch] = mic_gain * np.roll(added, delay)
+        out = (out + faulty) * db(-26.0 + rng.normal(0, 1.0)) / np.sqrt(np.mean(out[:, 0] ** 2))
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     # -- internals ------------------------------------------------------------------------------------------
