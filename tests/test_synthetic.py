@@ -88,6 +88,13 @@ def test_a_fault_adds_its_events_without_making_the_rest_quieter(machine, index,
     assert np.mean(with_fault**2) > np.mean(without**2)
 
 
+def test_loud_valve_clicks_at_high_snr_turn_the_clip_down_instead_of_clipping():
+    gen = SyntheticMimii(**{**SMALL, "duration_s": 2.0})
+    peaks = [float(np.abs(gen.clip("6_dB", "valve", "id_00", "normal", i)).max()) for i in range(8)]
+    assert max(peaks) == pytest.approx(0.99)  # some would exceed full scale; none is flattened at 1.0
+    assert min(peaks) < 0.9
+
+
 def test_machines_ids_and_clips_sound_different():
     gen = SyntheticMimii(**SMALL)
     spectra = {}
