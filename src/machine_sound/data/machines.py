@@ -89,6 +89,7 @@ def _fan(rng, p, n, sr, anomaly, sev):
     rumble = coloured_noise(rng, n, sr, 9.0, lo=60)
     air = air + rng.uniform(0.3, 2.0) * rumble  # steady low rumble of varying level; clogging makes it surge
     level = p["tone_db"] + rng.normal(0, 1.5)
+    added = np.zeros(n)
     if anomaly == "unbalance":
         # Rotor unbalance: the tonal part wobbles (beats) at a few Hz and rattles once per revolution.
         wobble = p["wobble"] * rng.uniform(0.8, 1.2)
@@ -99,8 +100,8 @@ def _fan(rng, p, n, sr, anomaly, sev):
         surge = gate(n, sr, random_bursts(rng, n / sr, int(rng.integers(3, 6)), 0.3, 0.7), ramp_s=0.05)
         tones *= 1 - 0.6 * min(sev, 1.5) * surge / 1.5
         roar = unit_rms(coloured_noise(rng, n, sr, 3.0, lo=p["noise_cut"] / 2))
-        return db(level) * tones + air, 2.0 * sev * surge * roar
-    return db(level) * tones + air, np.zeros(n)
+        added = 2.0 * sev * surge * roar
+    return db(level) * tones + air, added
 
 
 def _pump(rng, p, n, sr, anomaly, sev):

@@ -9,10 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x)))
+
+
 def unit_rms(x: np.ndarray) -> np.ndarray:
     """Scale to unit RMS so components can be mixed by level in dB."""
-    rms = np.sqrt(np.mean(x * x))
-    return x / rms if rms > 0 else x
+    level = rms(x)
+    return x / level if level > 0 else x
 
 
 def db(level_db: float) -> float:

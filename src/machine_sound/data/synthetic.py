@@ -29,7 +29,7 @@ from machine_sound.data.machines import (
     id_parameters,
     stable_seed,
 )
-from machine_sound.data.signals import db, unit_rms
+from machine_sound.data.signals import db, rms, unit_rms
 from machine_sound.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,8 @@ class SyntheticMimii:
         # Levels are set from the machine's running sound alone, so a fault's added events make the clip louder
         # instead of making everything else quieter (a cue in the average spectrum that real faults lack).
         running, added = MACHINE_MODELS[machine](rng, params, n, sr, anomaly, self.severity)
-        scale = 1.0 / (np.sqrt(np.mean(running**2)) + 1e-12)
-        source, added = running * scale, added * scale
+        level = rms(running)  # never 0: every machine's running sound has noise in it
+        source, added = running / level, added / level
         bg_rng = np.random.default_rng(stable_seed("background", *clip_key))
         mix_gain = db(-parse_snr(snr))  # background RMS relative to the machine's
         out = np.empty((n, self.channels), dtype=np.float64)
@@ -122,7 +122,7 @@ class SyntheticMimii:
             bg = unit_rms(0.7 * common + 0.3 * local) if ch else common
             out[:, ch] = mic_gain * np.roll(source, delay) + mix_gain * bg
             faulty[:, ch] = mic_gain * np.roll(added, delay)
-        out = (out + faulty) * db(-26.0 + rng.normal(0, 1.0)) / np.sqrt(np.mean(out[:, 0] ** 2))
+        out = (out + faulty) * db(-26.0 + rng.normal(0, 1.0)) / rms(out[:, 0])
         peak = np.abs(out).max()
         if peak > 0.99:  # sharp valve clicks at high SNR: turn this clip down rather than clip it
             out *= 0.99 / peak
