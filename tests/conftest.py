@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from hydra import compose, initialize_config_dir
 
-from machine_sound.train import CONFIG_DIR
+from machine_sound.train import CONFIG_DIR, instantiate
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
@@ -44,3 +46,29 @@ def cfg_factory(tmp_path, data_dir):
     def factory(*overrides, output_dir: Path | None = None):
         return make_cfg(output_dir or tmp_path / "run", data_dir, overrides)
     return factory
+
+
+def write_wav(path: Path, seconds=0.5, sample_rate=16000, channels=1, seed=0, subtype="PCM_16") -> Path:
+    """A noise recording (frames, channels); each channel at its own level so channel choices can be told apart."""
+    audio = np.random.default_rng(seed).normal(0, 0.1, (int(sample_rate * seconds), channels))
+    audio *= np.linspace(1.0, 0.2, channels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio.astype(np.float32), sample_rate, subtype=subtype)
+    return path
+
+
+def make_mimii(root, n_normal=4, n_abnormal=3, sample_rate=16000, seconds=0.5, snr="-6_dB", channels=1):
+    """A tiny MIMII tree for pump/id_00: `<root>/<snr>_pump/pump/id_00/{normal,abnormal}/0000000N.wav`."""
+    folder = Path(root) / f"{snr}_pump" / "pump" / "id_00"
+    for label, count in (("normal", n_normal), ("abnormal", n_abnormal)):
+        for i in range(count):
+            write_wav(folder / label / f"{i:08d}.wav", seconds, sample_rate, channels, seed=i)
+    return folder
+
+
+def setup_mimii(cfg_factory, root, *overrides):
+    cfg = cfg_factory("data=mimii", f"data.root={root}", "machine=pump", "id=id_00", "data.clip_seconds=0.5",
+                      *overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule

@@ -1,48 +1,126 @@
-"""Reading recordings with soundfile, with errors that name the file and say what to do."""
+"""Decoding recordings with soundfile: channel selection, optional resampling, and errors that name the file.
+
+`Decoding` holds the settings that decide what a file decodes to (so they also key the decoded-audio cache).
+`decode()` returns a whole recording; `fit_length()` crops or zero-pads it to the clip length.
+A file that cannot be used raises `BadFileError`, which `data.on_bad_file=skip` turns into a listed skip.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
+import torch
+import torchaudio
 
-from machine_sound.errors import DataError
+from machine_sound.errors import ConfigError, DataError
 
 # libsndfile accepts a truncated WAV silently; its header log then says "data : <declared> (should be <real>)".
 _TRUNCATED = re.compile(r"^data\s*:\s*\d+\s*\(should be\s*\d+\)", re.MULTILINE)
 
+# Sources that fit int16 without loss: the cache stores them as int16 (MIMII and DCASE are 16-bit PCM).
+INT16_EXACT = {"PCM_16", "PCM_S8", "PCM_U8"}
 
-def probe(path: str | Path, sample_rate: int, channel: int) -> sf._SoundFileInfo:
-    """Check a file's header without decoding it: readable, complete, at the expected rate, has the channel."""
+
+class BadFileError(DataError):
+    """One recording cannot be used (unreadable, truncated, empty, NaN...); `path` names it."""
+
+    def __init__(self, path: str | Path, message: str):
+        super().__init__(message)
+        self.path = Path(path)
+
+
+def parse_channel(channel) -> int | str | tuple[int, ...]:
+    """`data.channel`: one microphone (0), "mean" of all, or a list of microphones stacked as image channels."""
+    if isinstance(channel, str):
+        if channel == "mean":
+            return channel
+        if channel.isdigit():
+            return int(channel)
+    elif isinstance(channel, int) and not isinstance(channel, bool) and channel >= 0:
+        return channel
+    elif isinstance(channel, Sequence) and channel and all(isinstance(c, int) and c >= 0 for c in channel):
+        if len(set(channel)) != len(channel):
+            raise ConfigError(f"data.channel={list(channel)} names a channel twice")
+        return tuple(channel)
+    raise ConfigError(f"data.channel={channel!r}: give a channel number (0), 'mean', or a list such as [0,2,4,6]")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What a file decodes to: the channel choice at `sample_rate`. `resample` allows files at other rates."""
+
+    sample_rate: int = 16000
+    channel: int | str | tuple[int, ...] = 0
+    resample: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "channel", parse_channel(self.channel))
+        if self.sample_rate <= 0:
+            raise ConfigError(f"data.sample_rate={self.sample_rate} must be positive")
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of a decoded clip, which is the image channels (`in_chans`) the backbone gets."""
+        return len(self.channel) if isinstance(self.channel, tuple) else 1
+
+    def key(self) -> str:
+        return f"sr={self.sample_rate};channel={self.channel};resample={self.resample}"
+
+
+def probe(path: str | Path, decoding: Decoding) -> sf._SoundFileInfo:
+    """Check a file's header without decoding it: readable, complete, non-empty, rate and channels usable."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise DataError(f"cannot read {path}: {err} (corrupt, empty or not audio; delete or replace it)") from None
+        raise BadFileError(path, f"cannot read {path}: {err} (corrupt, empty or not audio; delete or replace it)"
+                           ) from None
     if _TRUNCATED.search(info.extra_info):
-        raise DataError(f"{path} is truncated: its header promises more audio than the file holds "
-                        "(an interrupted copy or download?); re-copy or delete it")
+        raise BadFileError(path, f"{path} is truncated: its header promises more audio than the file holds "
+                                 "(an interrupted copy or download?); re-copy or delete it")
     if info.frames == 0:
-        raise DataError(f"{path} holds no audio frames; delete or replace it")
-    if info.samplerate != sample_rate:
-        raise DataError(f"{path} has sample rate {info.samplerate} Hz but data.sample_rate is {sample_rate} Hz; "
-                        f"set data.sample_rate={info.samplerate} or resample the files")
-    if channel >= info.channels:
-        raise DataError(f"{path} has {info.channels} channel(s) but data.channel={channel}; "
-                        f"choose a channel from 0 to {info.channels - 1}")
+        raise BadFileError(path, f"{path} holds no audio frames; delete or replace it")
+    if info.samplerate != decoding.sample_rate and not decoding.resample:
+        raise DataError(f"{path} has sample rate {info.samplerate} Hz but data.sample_rate is "
+                        f"{decoding.sample_rate} Hz; set data.sample_rate={info.samplerate}, or data.resample=true "
+                        "to resample on loading")
+    channels = decoding.channel if isinstance(decoding.channel, tuple) else (
+        (decoding.channel,) if isinstance(decoding.channel, int) else ())
+    if channels and max(channels) >= info.channels:
+        raise DataError(f"{path} has {info.channels} channel(s) but data.channel={decoding.channel!r}; "
+                        f"choose channels from 0 to {info.channels - 1}")
     return info
 
 
-def read_clip(path: str | Path, channel: int, num_frames: int) -> np.ndarray:
-    """One channel of a recording as float32 (1, num_frames): cropped from the start or zero-padded at the end."""
+def decode(path: str | Path, decoding: Decoding) -> tuple[np.ndarray, str]:
+    """A whole recording as float32 (channels, frames) at `decoding.sample_rate`, and the file's sample format
+    (soundfile's subtype, such as PCM_16)."""
+    info = probe(path, decoding)
     try:
-        data, _ = sf.read(str(path), frames=num_frames, dtype="float32", always_2d=True)
+        data, _ = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise DataError(f"cannot decode {path}: {err}; delete or replace it") from None
-    wave = data[:, channel]
-    if not np.isfinite(wave).all():
-        raise DataError(f"{path} contains NaN or infinite samples; delete or replace it")
-    if len(wave) < num_frames:
-        wave = np.pad(wave, (0, num_frames - len(wave)))
-    return wave[None, :]
+        raise BadFileError(path, f"cannot decode {path}: {err}; delete or replace it") from None
+    if not np.isfinite(data).all():
+        raise BadFileError(path, f"{path} contains NaN or infinite samples; delete or replace it")
+    if isinstance(decoding.channel, str):  # mean
+        wave = data.mean(axis=1, keepdims=True).T
+    else:
+        picks = decoding.channel if isinstance(decoding.channel, tuple) else (decoding.channel,)
+        wave = data[:, list(picks)].T
+    if info.samplerate != decoding.sample_rate:
+        wave = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), info.samplerate,
+                                              decoding.sample_rate).numpy()
+    return np.ascontiguousarray(wave, dtype=np.float32), info.subtype
+
+
+def fit_length(wave: np.ndarray, num_frames: int) -> np.ndarray:
+    """Crop (from the start) or zero-pad (at the end) a (channels, frames) clip to `num_frames`, as float32."""
+    if wave.shape[-1] >= num_frames:
+        return np.asarray(wave[:, :num_frames], dtype=np.float32)
+    out = np.zeros((wave.shape[0], num_frames), dtype=np.float32)
+    out[:, : wave.shape[-1]] = wave
+    return out

@@ -1,10 +1,23 @@
-"""Indexing a MIMII tree: `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/*.wav`."""
+"""MIMII as released: `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/*.wav`, one machine/ID per run.
+
+The synthetic data is written in the same layout, so `data=synthetic` is this module with a generator.
+`test_snr` evaluates across noise levels: the test clips are the same recordings as the test split, taken from
+another SNR folder (MIMII's SNR folders hold the same machine sounds mixed with the background at other levels).
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Mapping, Sequence
 
-from machine_sound.errors import DataError
+import torch
+
+from machine_sound.data.datamodule import AudioDataModule, Item
+from machine_sound.data.synthetic import SyntheticMimii, parse_snr
+from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 
@@ -12,7 +25,7 @@ MIMII_HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip
               "data.root to it, or use the built-in data=synthetic")
 
 
-def index_mimii(root: str | Path | None, snr: str, machine: str, machine_id: str) -> list[tuple[Path, int]]:
+def index_mimii(root: str | Path | None, snr: str, machine: str, machine_id: str) -> list[Item]:
     """All recordings of one snr/machine/id as (path, label), sorted by path so the order is reproducible."""
     if root is None:
         raise DataError(f"data.root is not set: {MIMII_HINT}")
@@ -28,7 +41,7 @@ def index_mimii(root: str | Path | None, snr: str, machine: str, machine_id: str
     if not id_dir.is_dir():
         found = sorted(p.name for p in (snr_dir / machine).glob("id_*"))
         raise DataError(f"no folder {id_dir} (IDs found: {', '.join(found) or 'none'})")
-    items: list[tuple[Path, int]] = []
+    items: list[Item] = []
     for label, name in enumerate(CLASS_NAMES):
         files = sorted((id_dir / name).glob("*.wav"))
         if not files:
@@ -36,3 +49,61 @@ def index_mimii(root: str | Path | None, snr: str, machine: str, machine_id: str
                             "folders of .wav files")
         items += [(f, label) for f in files]
     return items
+
+
+class MimiiDataModule(AudioDataModule):
+    """Recordings of one MIMII machine/ID (real, or synthetic when a `generator` is given)."""
+
+    class_names = CLASS_NAMES
+
+    def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
+                 machines: Mapping[str, Sequence[str]], generator: SyntheticMimii | None = None,
+                 test_snr: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if machine not in machines:
+            raise ConfigError(f"unknown machine '{machine}'; valid: {', '.join(machines)}")
+        if machine_id not in machines[machine]:
+            raise ConfigError(f"unknown id '{machine_id}' for {machine}; valid: {', '.join(machines[machine])} "
+                              f"(to use another, add it to data.machines.{machine})")
+        parse_snr(snr)
+        if test_snr is not None:
+            parse_snr(test_snr)
+        if generator is not None and generator.sample_rate != self.decoding.sample_rate:
+            raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
+                              f"data.sample_rate={self.decoding.sample_rate}")
+        self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
+        self.generator, self.test_snr = generator, test_snr
+
+    def describe(self) -> str:
+        cross = f" (test at {self.test_snr})" if self.test_snr else ""
+        return f"{self.name}{cross}"
+
+    def prepare_data(self) -> None:
+        if self.generator is not None:
+            # As many processes as torch may use threads: a parallel sweep job keeps to its share of the CPUs.
+            for snr in dict.fromkeys([self.snr, self.test_snr or self.snr]):
+                self.generator.ensure(self.root, snr, self.machine, self.machine_id,
+                                      workers=torch.get_num_threads())
+
+    def find_recordings(self) -> list[Item]:
+        return index_mimii(self.root, self.snr, self.machine, self.machine_id)
+
+    def make_splits(self, items: list[Item]) -> dict[str, list[Item]]:
+        splits = super().make_splits(items)
+        if self.test_snr and self.test_snr != self.snr:
+            splits["test"] = self.check(self.at_snr(splits["test"], self.test_snr))
+        return splits
+
+    def at_snr(self, items: list[Item], snr: str) -> list[Item]:
+        """The same recordings in another SNR folder (cross-SNR evaluation), with a clear error for a missing one."""
+        index_mimii(self.root, snr, self.machine, self.machine_id)  # the folder's own errors first
+        source = f"{self.snr}_{self.machine}"
+        moved = []
+        for path, label in items:
+            snr_dir = path.parents[3]  # <snr>_<machine>/<machine>/<id>/<label>/<file>
+            other = snr_dir.with_name(f"{snr}_{self.machine}") / path.relative_to(snr_dir)
+            if not other.is_file():
+                raise DataError(f"data.test_snr={snr}: {other} is missing; cross-SNR testing needs the same "
+                                f"file names in {source} and {snr}_{self.machine}")
+            moved.append((other, label))
+        return moved
