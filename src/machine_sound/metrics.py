@@ -1,4 +1,5 @@
-"""The metric set, computed by torchmetrics on the abnormal-class probability (abnormal = positive class)."""
+"""The metric sets, computed by torchmetrics: binary on the positive-class probability (abnormal in MIMII),
+multi-class (data=folder with more than two classes) on the class probabilities with macro averages."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from torchmetrics.classification import (
     BinaryPrecision,
     BinaryRecall,
     BinarySpecificity,
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
 )
 
 
@@ -31,8 +37,28 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
     })
 
 
+def multiclass_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, and precision, recall, F1 and one-vs-rest AUROC averaged over classes (macro), so a rare class
+    counts as much as a common one; balanced accuracy is the macro recall."""
+    return MetricCollection({
+        "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+        "balanced_accuracy": MulticlassRecall(num_classes, average="macro"),
+        "precision": MulticlassPrecision(num_classes, average="macro"),
+        "recall": MulticlassRecall(num_classes, average="macro"),
+        "f1": MulticlassF1Score(num_classes, average="macro"),
+        "auroc": MulticlassAUROC(num_classes, average="macro"),
+    })
+
+
+def classification_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollection:
+    return binary_metrics(threshold) if num_classes == 2 else multiclass_metrics(num_classes)
+
+
 def with_balanced_accuracy(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add balanced accuracy, the mean of the per-class recalls (recall of abnormal, specificity of normal)."""
+    """Add balanced accuracy, the mean of the per-class recalls (recall of abnormal, specificity of normal), to
+    binary values; multi-class values already hold it."""
+    if "balanced_accuracy" in values:
+        return values
     return {**values, "balanced_accuracy": (values["recall"] + values["specificity"]) / 2}
 
 

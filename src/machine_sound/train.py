@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from machine_sound.errors import MachineSoundError
+from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.sweep import register_resolvers, share_the_machine
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict:
         raise MachineSoundError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
     datamodule = instantiate(cfg.data)  # validates machine, id and snr before anything is printed
     L.seed_everything(cfg.seed, workers=True)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -58,17 +58,33 @@ def train(cfg: DictConfig) -> dict:
     tested = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
 
     metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")}
+    classes = datamodule.class_names
     result = {
-        "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
-        "backbone": cfg.model.backbone, "data": cfg.data.root, "positive_class": "abnormal",
-        "best_checkpoint": best or None, "epochs": trainer.current_epoch, "threshold": model.threshold.item(),
-        "n_test": dict(zip(datamodule.class_names, datamodule.class_counts("test").tolist())),
+        "name": datamodule.describe(), "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
+        "backbone": cfg.model.backbone, "data": cfg.data.root, "classes": list(classes),
+        "positive_class": classes[1] if len(classes) == 2 else None,
+        "best_checkpoint": best or None, "epochs": trainer.current_epoch,
+        "threshold": model.threshold.item() if model.binary else None,
+        "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
+        "bad_files_skipped": len(datamodule.bad_files),
         "metrics": metrics,
+        "confusion": model.confusion.tolist(),  # rows: true class, columns: predicted, in `classes` order
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     log_hparams(loggers, result, cfg)
     return result
+
+
+def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:
+    """The backbone's input channels and classes come from the data (channels selected, class folders found);
+    a value set by hand in model.* must agree with it."""
+    shape = {"in_chans": datamodule.in_chans, "num_classes": datamodule.num_classes}
+    for key, value in shape.items():
+        if model_cfg.get(key) is not None and model_cfg[key] != value:
+            raise ConfigError(f"model.{key}={model_cfg[key]} but the data gives {value} (data.channel, classes); "
+                              f"leave model.{key} unset (null) to follow the data")
+    return shape
 
 
 def log_hparams(loggers: list, result: dict, cfg: DictConfig) -> None:
@@ -104,7 +120,8 @@ def one_line(err: BaseException) -> str:
 
 def summary(result: dict, run_dir: str) -> str:
     m = result["metrics"]
-    return (f"{result['snr']}_{result['machine']}/{result['id']}: test AUROC {m['auroc']:.3f}  pAUC {m['pauc']:.3f}  "
+    pauc = f"  pAUC {m['pauc']:.3f}" if "pauc" in m else ""
+    return (f"{result['name']}: test AUROC {m['auroc']:.3f}{pauc}  "
             f"F1 {m['f1']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}\n"
             f"run folder: {run_dir}\n"
             f"dashboard:  tensorboard --logdir {run_dir}")

@@ -9,13 +9,13 @@ import lightning as L
 import timm
 import torch
 from torch import nn
-from torchmetrics.classification import BinaryConfusionMatrix
+from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
 
 from machine_sound.errors import ConfigError
 from machine_sound.metrics import (
     THRESHOLD_CRITERIA,
     best_threshold,
-    binary_metrics,
+    classification_metrics,
     set_threshold,
     with_balanced_accuracy,
 )
@@ -60,8 +60,8 @@ class SpectrogramClassifier(L.LightningModule):
         backbone: str = "mobilenetv3_small_100",
         pretrained: bool = False,
         weights_path: str | None = None,
-        in_chans: int = 1,
-        num_classes: int = 2,
+        in_chans: int | None = None,
+        num_classes: int | None = None,
         drop_rate: float = 0.2,
         global_pool: str = "avgmax",
         zero_init_head: bool = True,
@@ -75,17 +75,23 @@ class SpectrogramClassifier(L.LightningModule):
         if tune_threshold not in (None, *THRESHOLD_CRITERIA):
             raise ConfigError(f"model.tune_threshold={tune_threshold}: choose one of {', '.join(THRESHOLD_CRITERIA)} "
                               "or null")
+        # train.py fills both from the data; built on its own, the model takes one mono log-mel, two classes.
+        in_chans, num_classes = in_chans or 1, num_classes or 2
         # Factories stay out of the checkpoint: it must load with torch.load(weights_only=True).
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.net = create_backbone(backbone, pretrained, weights_path, in_chans, num_classes, drop_rate,
                                    global_pool, zero_init_head)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes={num_classes}: a classifier needs at least 2 classes")
+        self.binary = num_classes == 2
         # One metric object per stage, so train, val and test never share state.
-        self.train_metrics = binary_metrics(threshold)
-        self.val_metrics = binary_metrics(threshold)
-        self.test_metrics = binary_metrics(threshold)
-        self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
+        self.train_metrics = classification_metrics(num_classes, threshold)
+        self.val_metrics = classification_metrics(num_classes, threshold)
+        self.test_metrics = classification_metrics(num_classes, threshold)
+        self.test_confusion = (BinaryConfusionMatrix(threshold=threshold) if self.binary
+                               else MulticlassConfusionMatrix(num_classes))
         # The decision threshold is a buffer: the checkpoint that is tested carries the one chosen with it.
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         self._val_scores: list[torch.Tensor] = []
@@ -98,7 +104,9 @@ class SpectrogramClassifier(L.LightningModule):
         spec, label = batch
         logits = self(spec)
         loss = self.criterion(logits, label)
-        scores = logits.float().softmax(dim=-1)[:, 1]
+        scores = logits.float().softmax(dim=-1)
+        if self.binary:  # the positive class's probability
+            scores = scores[:, 1]
         if stage == "val":  # scored at the epoch's end, once the threshold for this epoch is chosen
             self._val_scores.append(scores.detach())
             self._val_labels.append(label.detach())
@@ -137,7 +145,7 @@ class SpectrogramClassifier(L.LightningModule):
         scores, labels = torch.cat(self._val_scores), torch.cat(self._val_labels)
         self._val_scores.clear()
         self._val_labels.clear()
-        criterion = self.hparams.tune_threshold
+        criterion = self.hparams.tune_threshold if self.binary else None
         if criterion and not self.trainer.sanity_checking:
             chosen = best_threshold(scores, labels, criterion)
             if chosen is not None:
@@ -145,16 +153,20 @@ class SpectrogramClassifier(L.LightningModule):
         set_threshold(self.val_metrics, self.threshold.item())
         self.val_metrics.update(scores, labels)
         self._log_epoch("val")
-        self.log("val/threshold", self.threshold)
+        if self.binary:
+            self.log("val/threshold", self.threshold)
 
     def on_test_epoch_start(self) -> None:
         set_threshold(self.test_metrics, self.threshold.item())
-        self.test_confusion.threshold = self.threshold.item()
+        if self.binary:
+            self.test_confusion.threshold = self.threshold.item()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-        tn, fp, fn, tp = self.test_confusion.compute().flatten().tolist()
-        self.log_dict({"test/tn": float(tn), "test/fp": float(fp), "test/fn": float(fn), "test/tp": float(tp)})
+        self.confusion = self.test_confusion.compute().long().cpu()  # rows: true class, columns: predicted
+        if self.binary:
+            tn, fp, fn, tp = self.confusion.flatten().tolist()
+            self.log_dict({"test/tn": float(tn), "test/fp": float(fp), "test/fn": float(fn), "test/tp": float(tp)})
         self.test_confusion.reset()
 
     def configure_optimizers(self):

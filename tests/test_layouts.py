@@ -1,0 +1,147 @@
+"""Data layouts and decode settings: MIMII channel choices, class folders, cross-SNR testing, real files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REAL_SAMPLES, make_mimii, setup_mimii, write_wav
+from machine_sound.data.audio import Decoding, decode
+from machine_sound.errors import ConfigError, DataError
+from machine_sound.train import instantiate, shape_from_data, train
+
+FAST = ["trainer.fast_dev_run=true", "model.backbone=mobilenetv3_small_050"]
+
+
+@pytest.mark.parametrize("channel, expected", [("0", [0]), ("5", [5]), ("[1,6,3]", [1, 6, 3])])
+def test_a_channel_or_a_list_of_channels_is_picked_in_order(tmp_path, channel, expected):
+    path = write_wav(tmp_path / "a.wav", channels=8)
+    everything = sf.read(path, dtype="float32")[0].T
+    decoding = Decoding(16000, json.loads(channel))
+    wave, _ = decode(path, decoding)
+    assert np.array_equal(wave, everything[expected]) and decoding.out_channels == len(expected)
+
+
+def test_mean_averages_every_channel(tmp_path):
+    path = write_wav(tmp_path / "a.wav", channels=8)
+    wave, _ = decode(path, Decoding(16000, "mean"))
+    assert wave.shape == (1, 8000)
+    assert np.allclose(wave[0], sf.read(path, dtype="float32")[0].mean(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("channel", ["-1", "left", "[]", "[0,0]"])
+def test_a_bad_channel_setting_is_named(channel):
+    with pytest.raises(ConfigError, match="data.channel"):
+        Decoding(16000, json.loads(channel) if channel[0] in "[-" else channel)
+
+
+def test_a_channel_the_files_lack_is_named(cfg_factory, tmp_path):
+    make_mimii(tmp_path / "mimii", channels=2)
+    with pytest.raises(DataError, match=r"has 2 channel\(s\) but data.channel=\(0, 3\)"):
+        setup_mimii(cfg_factory, tmp_path / "mimii", "data.channel=[0,3]")
+
+
+def test_stacked_channels_become_the_backbones_input_channels(cfg_factory, tmp_path):
+    make_mimii(tmp_path / "mimii", channels=4)
+    data = ["data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00", "data.clip_seconds=0.5",
+            "data.channel=[0,1,3]"]
+    train(cfg_factory(*data, *FAST))  # end to end: a mismatch between image and stem channels would fail here
+    cfg = cfg_factory(*data)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
+    wave, label = next(iter(datamodule.train_dataloader()))
+    spec, _ = datamodule.on_after_batch_transfer((wave, label), 0)
+    assert wave.shape[1] == spec.shape[1] == model.hparams.in_chans == 3
+    assert model(spec).shape == (len(label), 2)
+    with pytest.raises(ConfigError, match=r"model.in_chans=1 but the data gives 3"):
+        train(cfg_factory(*data, "model.in_chans=1", *FAST, output_dir=tmp_path / "run2"))
+
+
+def make_folder(root, counts, seconds=0.25):
+    """`<root>/<class>/<n>.wav`, each class with its own tone so the classes can be learned."""
+    for k, (name, count) in enumerate(counts.items()):
+        for i in range(count):
+            t = np.arange(int(16000 * seconds)) / 16000
+            tone = 0.3 * np.sin(2 * np.pi * (300 + 900 * k) * t)
+            noise = np.random.default_rng(100 * k + i).normal(0, 0.05, t.size)
+            path = root / name / f"{i:03d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, (tone + noise).astype(np.float32), 16000, subtype="PCM_16")
+    return root
+
+
+def test_class_folders_train_a_multiclass_model_with_multiclass_metrics(cfg_factory, tmp_path):
+    root = make_folder(tmp_path / "sounds", {"drill": 12, "hammer": 9, "saw": 10})
+    run = tmp_path / "run"
+    result = train(cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", *FAST,
+                               output_dir=run))
+    assert result["classes"] == ["drill", "hammer", "saw"] and result["positive_class"] is None
+    assert {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc"} <= set(result["metrics"])
+    assert "pauc" not in result["metrics"] and result["threshold"] is None
+    assert np.array(result["confusion"]).shape == (3, 3)
+    with open(run / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["class"] for r in rows if r["split"] == "test"} == {"drill", "hammer", "saw"}
+
+
+def test_classes_pick_and_order_the_folders(cfg_factory, tmp_path):
+    root = make_folder(tmp_path / "sounds", {"bad": 6, "good": 6, "other": 3})
+    cfg = cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", "data.classes=[good,bad]")
+    datamodule = instantiate(cfg.data)
+    assert datamodule.class_names == ("good", "bad") and datamodule.num_classes == 2
+    datamodule.setup("fit")
+    assert sum(len(p) for p in datamodule.splits.values()) == 12
+    with pytest.raises(DataError, match=r"data.classes names missing .*class folders: bad, good, other"):
+        instantiate(cfg_factory("data=folder", f"data.root={root}", "data.classes=[good,missing]").data)
+
+
+def test_one_class_folder_is_not_enough(cfg_factory, tmp_path):
+    root = make_folder(tmp_path / "sounds", {"only": 3})
+    with pytest.raises(ConfigError, match="has 1 class folder.*needs at least 2"):
+        instantiate(cfg_factory("data=folder", f"data.root={root}").data)
+
+
+def test_cross_snr_tests_the_same_recordings_at_another_snr(cfg_factory, tmp_path):
+    for snr in ("-6_dB", "6_dB"):
+        make_mimii(tmp_path / "mimii", n_normal=6, n_abnormal=4, snr=snr)
+    datamodule = setup_mimii(cfg_factory, tmp_path / "mimii", "data.test_snr=6_dB")
+    assert all("/-6_dB_pump/" in str(p) for name in ("train", "val") for p, _ in datamodule.splits[name])
+    test = datamodule.splits["test"]
+    assert test and all("/6_dB_pump/" in str(p) for p, _ in test)
+    plain = setup_mimii(cfg_factory, tmp_path / "mimii")
+    assert [(p.name, p.parent.name) for p, _ in plain.splits["test"]] == [(p.name, p.parent.name) for p, _ in test]
+    (tmp_path / "mimii" / "6_dB_pump" / "pump" / "id_00" / test[0][0].parent.name / test[0][0].name).unlink()
+    with pytest.raises(DataError, match=r"data.test_snr=6_dB: .* is missing; cross-SNR testing needs the same"):
+        setup_mimii(cfg_factory, tmp_path / "mimii", "data.test_snr=6_dB")
+
+
+def test_cross_snr_on_synthetic_data_generates_both_snrs(cfg_factory):
+    cfg = cfg_factory("snr=6_dB", "data.test_snr=0_dB", *FAST)
+    result = train(cfg)
+    assert result["name"] == "6_dB_pump/id_04 (test at 0_dB)"
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
+@pytest.mark.parametrize("channel", ["0", "7", "mean", "[0,2,4,6]"])
+def test_real_mimii_files_train_with_every_channel_option(cfg_factory, tmp_path, channel):
+    """The two genuine 8-channel MIMII files, linked three times each so a split exists, train and test."""
+    source = REAL_SAMPLES / "mimii" / "6_dB_fan" / "fan" / "id_04"
+    for label in ("normal", "abnormal"):
+        (real,) = (source / label).glob("*.wav")
+        for i in range(3):
+            link = tmp_path / "mimii" / "6_dB_fan" / "fan" / "id_04" / label / f"{i:08d}.wav"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(real)
+    result = train(cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "snr=6_dB", "machine=fan",
+                               "id=id_04", f"data.channel={channel}", "data.clip_seconds=2.0", *FAST))
+    assert set(result["metrics"]) >= {"auroc", "pauc", "f1"}
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
+def test_real_mimii_files_too_few_for_a_split_give_the_clear_error(cfg_factory):
+    cfg = cfg_factory("data=mimii", f"data.root={REAL_SAMPLES / 'mimii'}", "snr=6_dB", "machine=fan", "id=id_04")
+    with pytest.raises(DataError, match=r"only 1 'normal' file\(s\)"):
+        instantiate(cfg.data).setup("fit")
