@@ -1,6 +1,7 @@
 """Training end to end: the run folder, TensorBoard events, determinism, config composition, and learning."""
 
 import json
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -98,10 +99,28 @@ def test_one_epoch_logs_curves_and_test_metrics_to_tensorboard(cfg_factory, tmp_
     events.Reload()
     tags = set(events.Tags()["scalars"])
     for tag in ("train/loss", "val/loss", "val/auroc", "val/pauc", "train/f1", "test/auroc", "test/f1",
-                "test/balanced_accuracy", "test/tp"):
+                "test/balanced_accuracy", "test/tp", "perf/data_wait_share", "perf/clips_per_s"):
         assert tag in tags, tag
     assert len(events.Scalars("val/auroc")) == 2  # one point per epoch
+    assert all(0 <= e.value < 1 for e in events.Scalars("perf/data_wait_share"))
     assert list((run / "checkpoints").glob("epoch*.ckpt")) and (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_data_wait_share_sees_a_slow_data_path(cfg_factory, tmp_path, monkeypatch):
+    from machine_sound.data.datamodule import ClipDataset
+
+    def wait_shares(run):
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        return [e.value for e in events.Scalars("perf/data_wait_share")]
+
+    train(cfg_factory(output_dir=tmp_path / "fast"))
+    read = ClipDataset.__getitem__
+    monkeypatch.setattr(ClipDataset, "__getitem__", lambda self, i: time.sleep(0.05) or read(self, i))
+    train(cfg_factory(output_dir=tmp_path / "slow"))
+    (fast,), (slow,) = wait_shares(tmp_path / "fast"), wait_shares(tmp_path / "slow")
+    print(f"data wait share: {fast:.3f} reading from disk, {slow:.3f} with 50 ms per clip")
+    assert slow > 0.3 and slow > fast + 0.2
 
 
 def test_the_threshold_chosen_on_validation_travels_with_the_checkpoint_into_the_test(cfg_factory, tmp_path):
