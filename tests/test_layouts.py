@@ -145,3 +145,80 @@ def test_real_mimii_files_too_few_for_a_split_give_the_clear_error(cfg_factory):
     cfg = cfg_factory("data=mimii", f"data.root={REAL_SAMPLES / 'mimii'}", "snr=6_dB", "machine=fan", "id=id_04")
     with pytest.raises(DataError, match=r"only 1 'normal' file\(s\)"):
         instantiate(cfg.data).setup("fit")
+
+
+def make_dcase(root, machine="fan", ids=("id_00", "id_02"), n_train=8, n_test=3, seconds=0.25, source=None):
+    """A DCASE 2020 tree; each ID hums at its own pitch so IDs can be told apart. With `source` (a real DCASE
+    test folder) every file is a link to the genuine recording of its kind instead."""
+    real = {}
+    if source is not None:
+        real = {kind: next(source.glob(f"{kind}_*.wav")) for kind in ("normal", "anomaly")}
+    for k, machine_id in enumerate(ids):
+        names = [("train", "normal", i) for i in range(n_train)]
+        names += [("test", kind, i) for kind in ("normal", "anomaly") for i in range(n_test)]
+        for folder, kind, i in names:
+            path = root / machine / folder / f"{kind}_{machine_id}_{i:08d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if real:
+                path.symlink_to(real[kind])
+                continue
+            t = np.arange(int(16000 * seconds)) / 16000
+            wave = 0.3 * np.sin(2 * np.pi * (400 + 500 * k) * t)
+            wave += np.random.default_rng(hash((k, folder, kind, i)) % 2**32).normal(0, 0.05 if kind == "normal"
+                                                                                    else 0.3, t.size)
+            sf.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+    return root
+
+
+def test_dcase2020_learns_ids_on_train_and_scores_its_own_test_folder_by_id(cfg_factory, tmp_path):
+    root = make_dcase(tmp_path / "dcase")
+    run = tmp_path / "run"
+    result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=0.25",
+                               "model.backbone=mobilenetv3_small_050", output_dir=run))
+    assert result["classes"] == ["id_00", "id_02"] and result["scored_by_id"]
+    assert {"auroc", "pauc", "auroc_id_00", "pauc_id_00", "auroc_id_02", "pauc_id_02"} <= set(result["metrics"])
+    assert result["metrics"]["auroc"] == pytest.approx(
+        (result["metrics"]["auroc_id_00"] + result["metrics"]["auroc_id_02"]) / 2)
+    with open(run / "split.csv") as f:
+        rows = list(csv.DictReader(f))
+    test = [r for r in rows if r["split"] == "test"]
+    assert len(test) == 12 and all("/test/" in r["path"] for r in test)
+    assert all(r["anomalous"] == ("1" if "anomaly_" in r["path"] else "0") for r in test)
+    assert all("/train/" in r["path"] for r in rows if r["split"] in ("train", "val"))
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("no train", r"no folder .*fan/train"),
+    ("bad name", r"fan/test/clip\.wav: the name is not"),
+    ("one id", r"holds one machine ID \(id_00\)"),
+    ("anomaly in train", r"train holds anomaly_\* clips"),
+])
+def test_dcase2020_layout_problems_are_named(cfg_factory, tmp_path, problem, match):
+    root = make_dcase(tmp_path / "dcase", ids=("id_00",) if problem == "one id" else ("id_00", "id_02"))
+    if problem == "no train":
+        for f in (root / "fan" / "train").iterdir():
+            f.unlink()
+        (root / "fan" / "train").rmdir()
+    elif problem == "bad name":
+        write_wav(root / "fan" / "test" / "clip.wav")
+    elif problem == "anomaly in train":
+        write_wav(root / "fan" / "train" / "anomaly_id_00_00000000.wav")
+    with pytest.raises(DataError, match=match):
+        instantiate(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan").data)
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
+@pytest.mark.parametrize("machine", ["valve", "ToyCar"])
+def test_real_dcase_files_train_and_test(cfg_factory, tmp_path, machine):
+    """Genuine DCASE 2020 clips (ToyCar's are 11 s and are cropped), linked into train/ and test/ folders."""
+    root = make_dcase(tmp_path / "dcase", machine=machine, n_train=3, n_test=1,
+                      source=REAL_SAMPLES / "dcase2020" / machine / "test")
+    result = train(cfg_factory("data=dcase2020", f"data.root={root}", f"machine={machine}", "data.clip_seconds=2.0",
+                               "model.backbone=mobilenetv3_small_050"))
+    assert 0 <= result["metrics"]["auroc"] <= 1
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
+def test_real_dcase_samples_without_a_train_folder_give_the_clear_error(cfg_factory):
+    with pytest.raises(DataError, match=r"no folder .*fan/train; data=dcase2020 expects"):
+        instantiate(cfg_factory("data=dcase2020", f"data.root={REAL_SAMPLES / 'dcase2020'}", "machine=fan").data)

@@ -1,9 +1,9 @@
 """Training end to end: the run folder, TensorBoard events, determinism, config composition, and learning."""
 
 import json
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,7 @@ def test_fast_dev_run_writes_metrics_split_and_tensorboard(cfg_factory, tmp_path
     assert saved["backbone"] == "mobilenetv3_small_100" and saved["positive_class"] == "abnormal"
     assert set(saved["metrics"]) == METRICS
     split = (run / "split.csv").read_text().splitlines()
-    assert split[0] == "path,label,class,split" and len(split) == 1 + 21
+    assert split[0] == "path,label,class,split,anomalous" and len(split) == 1 + 21
 
 
 def test_one_epoch_logs_curves_and_test_metrics_to_tensorboard(cfg_factory, tmp_path):

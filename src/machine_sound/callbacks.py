@@ -31,7 +31,7 @@ class DataWaitMonitor(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._step_end = time.perf_counter()
         self._busy += self._step_end - self._fetched
-        self._clips += len(batch[-1])
+        self._clips += len(batch[0])
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         total = self._wait + self._busy

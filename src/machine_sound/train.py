@@ -64,11 +64,13 @@ def train(cfg: DictConfig) -> dict:
         "backbone": cfg.model.backbone, "data": cfg.data.root, "classes": list(classes),
         "positive_class": classes[1] if len(classes) == 2 else None,
         "best_checkpoint": best or None, "epochs": trainer.current_epoch,
-        "threshold": model.threshold.item() if model.binary else None,
+        "threshold": model.threshold.item() if model.binary and not model.scored_by_id else None,
+        "scored_by_id": model.scored_by_id,  # labels are machine IDs; anomaly score = 1 - p(own ID)
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
         "bad_files_skipped": len(datamodule.bad_files),
         "metrics": metrics,
-        "confusion": model.confusion.tolist(),  # rows: true class, columns: predicted, in `classes` order
+        # rows: true class, columns: predicted, in `classes` order (none when scored by ID)
+        "confusion": model.confusion.tolist() if model.confusion is not None else None,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
@@ -120,9 +122,9 @@ def one_line(err: BaseException) -> str:
 
 def summary(result: dict, run_dir: str) -> str:
     m = result["metrics"]
-    pauc = f"  pAUC {m['pauc']:.3f}" if "pauc" in m else ""
-    return (f"{result['name']}: test AUROC {m['auroc']:.3f}{pauc}  "
-            f"F1 {m['f1']:.3f}  balanced accuracy {m['balanced_accuracy']:.3f}\n"
+    shown = [(label, m[key]) for key, label in (("auroc", "AUROC"), ("pauc", "pAUC"), ("f1", "F1"),
+                                                 ("balanced_accuracy", "balanced accuracy")) if key in m]
+    return (f"{result['name']}: test " + "  ".join(f"{label} {value:.3f}" for label, value in shown) + "\n"
             f"run folder: {run_dir}\n"
             f"dashboard:  tensorboard --logdir {run_dir}")
 

@@ -46,13 +46,15 @@ def resolve_workers(num_workers: int | str) -> int:
 
 
 class ClipDataset(Dataset):
-    """(waveform (channels, frames) float32, label) pairs, read from the cache or decoded on demand."""
+    """(waveform (channels, frames) float32, label) pairs, read from the cache or decoded on demand; with
+    `anomalous` flags (test clips scored by ID), (waveform, label, flag) triples."""
 
     def __init__(self, items: Sequence[Item], sources: Mapping[Path, Path] | None, decoding: Decoding,
-                 num_frames: int):
+                 num_frames: int, anomalous: Sequence[int] | None = None):
         self.items = list(items)
         self.sources = sources  # recording -> cache entry; None reads the recordings themselves
         self.decoding, self.num_frames = decoding, num_frames
+        self.anomalous = anomalous
 
     def __len__(self) -> int:
         return len(self.items)
@@ -63,7 +65,10 @@ class ClipDataset(Dataset):
             wave = DecodedCache.load(self.sources[path], self.num_frames)
         else:
             wave = decode(path, self.decoding)[0]
-        return torch.from_numpy(fit_length(wave, self.num_frames)), label
+        wave = torch.from_numpy(fit_length(wave, self.num_frames))
+        if self.anomalous is not None:
+            return wave, label, self.anomalous[index]
+        return wave, label
 
 
 class AudioDataModule(L.LightningDataModule):
@@ -105,6 +110,8 @@ class AudioDataModule(L.LightningDataModule):
         self.on_bad_file = on_bad_file
         self.run_dir = Path(run_dir) if run_dir else None
         self.splits: dict[str, list[Item]] = {}
+        # Per split, 0/1 per clip: set when the labels are machine IDs and the split is scored for anomalies.
+        self.anomalous: dict[str, list[int]] = {}
         self.sources: dict[Path, Path] | None = {} if self.cache else None
         self.bad_files: list[BadFileError] = []
         self.last_fetch = 0.0  # when the last training batch left the DataLoader (read by DataWaitMonitor)
@@ -197,10 +204,11 @@ class AudioDataModule(L.LightningDataModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "label", "class", "split"])
+            writer.writerow(["path", "label", "class", "split", "anomalous"])
             for name, part in self.splits.items():
-                for file, label in part:
-                    writer.writerow([str(file), label, self.class_names[label], name])
+                flags = self.anomalous.get(name, [""] * len(part))
+                for (file, label), flag in zip(part, flags):
+                    writer.writerow([str(file), label, self.class_names[label], name, flag])
 
     def fit_normalisation(self) -> None:
         """Per-band log-mel statistics from up to `norm_clips` training clips (never val or test)."""
@@ -210,7 +218,7 @@ class AudioDataModule(L.LightningDataModule):
         self.frontend.fit(self.frontend.log_mel(waves))
 
     def dataset(self, name: str) -> ClipDataset:
-        return ClipDataset(self.splits[name], self.sources, self.decoding, self.num_frames)
+        return ClipDataset(self.splits[name], self.sources, self.decoding, self.num_frames, self.anomalous.get(name))
 
     def labels(self, name: str) -> np.ndarray:
         return np.array([label for _, label in self.splits[name]], dtype=np.int64)
@@ -253,12 +261,12 @@ class AudioDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        wave, label = batch
+        wave, *targets = batch
         self.frontend.to(wave.device)
         spec = self.frontend(wave)
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             spec = self.augment(spec)
-        return spec, label
+        return spec, *targets
 
     def state_dict(self) -> dict:
         """The fitted normalisation travels in the checkpoint, so a restored model sees the same inputs."""

@@ -14,11 +14,13 @@ def stratified_split(labels, train: float, val: float, test: float, seed: int,
     """Assign each item to 'train', 'val' or 'test', keeping the class ratio in every split.
 
     The same labels, fractions and seed always give the same assignment. Every split gets at least one item of
-    every class, so metrics such as AUROC are defined on val and test.
+    every class, so metrics such as AUROC are defined on val and test (with test=0 there is no test split: for
+    data that brings its own test set).
     """
     fractions = np.array([train, val, test], dtype=float)
-    if (fractions <= 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
-        raise ConfigError(f"data.split fractions train={train}, val={val}, test={test} must be > 0 and sum to 1")
+    if train <= 0 or val <= 0 or test < 0 or abs(fractions.sum() - 1.0) > 1e-6:
+        raise ConfigError(f"data.split fractions train={train}, val={val}, test={test} must be > 0 (test may be 0 "
+                          "when the data brings its own test set) and sum to 1")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(labels), dtype=object)
@@ -26,10 +28,11 @@ def stratified_split(labels, train: float, val: float, test: float, seed: int,
         members = np.flatnonzero(labels == label)
         n = len(members)
         n_val = max(1, int(round(n * val)))
-        n_test = max(1, int(round(n * test)))
+        n_test = max(1, int(round(n * test))) if test > 0 else 0
         if n - n_val - n_test < 1:
             name = class_names[label] if label < len(class_names) else str(label)
-            raise DataError(f"only {n} '{name}' file(s): a train/val/test split needs at least 3 per class "
+            need = 3 if test > 0 else 2
+            raise DataError(f"only {n} '{name}' file(s): a train/val/test split needs at least {need} per class "
                             "(one in each split); add recordings or use another ID")
         order = members[rng.permutation(n)]
         assignment[order[:n_test]] = "test"

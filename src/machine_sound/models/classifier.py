@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -10,6 +11,7 @@ import timm
 import torch
 from torch import nn
 from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
+from torchmetrics.functional.classification import binary_auroc
 
 from machine_sound.errors import ConfigError
 from machine_sound.metrics import (
@@ -19,6 +21,8 @@ from machine_sound.metrics import (
     set_threshold,
     with_balanced_accuracy,
 )
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 
@@ -96,23 +100,28 @@ class SpectrogramClassifier(L.LightningModule):
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self._by_id: list[torch.Tensor] = []  # (anomaly score, anomalous, ID) of test clips scored by ID
+        self.confusion: torch.Tensor | None = None
+        self.scored_by_id = False
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.net(spec)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        spec, label = batch
+        spec, label, *anomalous = batch
         logits = self(spec)
         loss = self.criterion(logits, label)
-        scores = logits.float().softmax(dim=-1)
-        if self.binary:  # the positive class's probability
-            scores = scores[:, 1]
-        if stage == "val":  # scored at the epoch's end, once the threshold for this epoch is chosen
+        probs = logits.float().softmax(dim=-1)
+        scores = probs[:, 1] if self.binary else probs  # binary: the positive class's probability
+        if anomalous:  # labels are machine IDs: the anomaly score is how little the clip looks like its own ID
+            own = probs.gather(1, label[:, None]).squeeze(1)
+            self._by_id.append(torch.stack([1 - own, anomalous[0].float(), label.float()]).detach())
+        elif stage == "val":  # scored at the epoch's end, once the threshold for this epoch is chosen
             self._val_scores.append(scores.detach())
             self._val_labels.append(label.detach())
         else:
             getattr(self, f"{stage}_metrics").update(scores, label)
-        if stage == "test":
+        if stage == "test" and not anomalous:
             self.test_confusion.update(scores, label)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
                  batch_size=len(label))
@@ -162,12 +171,37 @@ class SpectrogramClassifier(L.LightningModule):
             self.test_confusion.threshold = self.threshold.item()
 
     def on_test_epoch_end(self) -> None:
+        if self._by_id:
+            self._log_anomaly_by_id()
+            return
         self._log_epoch("test")
         self.confusion = self.test_confusion.compute().long().cpu()  # rows: true class, columns: predicted
         if self.binary:
             tn, fp, fn, tp = self.confusion.flatten().tolist()
             self.log_dict({"test/tn": float(tn), "test/fp": float(fp), "test/fn": float(fn), "test/tp": float(tp)})
         self.test_confusion.reset()
+
+    def _log_anomaly_by_id(self) -> None:
+        """DCASE's metrics: AUROC and pAUC (max FPR 0.1) of the anomaly score within each machine ID, and their
+        means as test/auroc and test/pauc."""
+        score, anomalous, ids = torch.cat(self._by_id, dim=1)
+        self._by_id.clear()
+        self.test_metrics.reset()
+        self.scored_by_id = True
+        names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
+        values: dict[str, torch.Tensor] = {}
+        for k, name in enumerate(names):
+            mask = ids == k
+            if anomalous[mask].min() == anomalous[mask].max():  # no clips, or one class only: AUROC undefined
+                continue
+            values[f"test/auroc_{name}"] = binary_auroc(score[mask], anomalous[mask].long())
+            values[f"test/pauc_{name}"] = binary_auroc(score[mask], anomalous[mask].long(), max_fpr=0.1)
+        for metric in ("auroc", "pauc"):
+            per_id = [v for k, v in values.items() if k.startswith(f"test/{metric}_")]
+            values[f"test/{metric}"] = torch.stack(per_id).mean() if per_id else torch.tensor(float("nan"))
+        if not any(k.startswith("test/auroc_") for k in values):  # e.g. fast_dev_run's single test batch
+            log.warning("no machine ID had both normal and anomalous test clips: test AUROC and pAUC are NaN")
+        self.log_dict(values)
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
