@@ -57,9 +57,10 @@ def write_wav(path: Path, seconds=0.5, sample_rate=16000, channels=1, seed=0, su
     return path
 
 
-def make_mimii(root, n_normal=4, n_abnormal=3, sample_rate=16000, seconds=0.5, snr="-6_dB", channels=1):
-    """A tiny MIMII tree for pump/id_00: `<root>/<snr>_pump/pump/id_00/{normal,abnormal}/0000000N.wav`."""
-    folder = Path(root) / f"{snr}_pump" / "pump" / "id_00"
+def make_mimii(root, n_normal=4, n_abnormal=3, sample_rate=16000, seconds=0.5, snr="-6_dB", channels=1,
+               machine_id="id_00"):
+    """A tiny MIMII tree for pump: `<root>/<snr>_pump/pump/<machine_id>/{normal,abnormal}/0000000N.wav`."""
+    folder = Path(root) / f"{snr}_pump" / "pump" / machine_id
     for label, count in (("normal", n_normal), ("abnormal", n_abnormal)):
         for i in range(count):
             write_wav(folder / label / f"{i:08d}.wav", seconds, sample_rate, channels, seed=i)

@@ -222,3 +222,30 @@ def test_real_dcase_files_train_and_test(cfg_factory, tmp_path, machine):
 def test_real_dcase_samples_without_a_train_folder_give_the_clear_error(cfg_factory):
     with pytest.raises(DataError, match=r"no folder .*fan/train; data=dcase2020 expects"):
         instantiate(cfg_factory("data=dcase2020", f"data.root={REAL_SAMPLES / 'dcase2020'}", "machine=fan").data)
+
+
+def test_mimii_baseline_protocol_tests_on_first_n_normal_and_all_abnormal(cfg_factory, tmp_path):
+    for machine_id in ("id_00", "id_02"):
+        make_mimii(tmp_path / "mimii", n_normal=9, n_abnormal=3, machine_id=machine_id, seconds=0.25)
+    data = ["data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_02", "data.clip_seconds=0.25",
+            "data.protocol=baseline", "data.machines.pump=[id_00,id_02]"]
+    datamodule = instantiate(cfg_factory(*data).data)
+    datamodule.setup("fit")
+    assert datamodule.class_names == ("id_00", "id_02")
+    test = [(p.parent.parent.name, p.parent.name, p.name, label) for p, label in datamodule.splits["test"]]
+    expected = [("id_02", kind, f"{i:08d}.wav", 1) for kind, n in (("normal", 3), ("abnormal", 3)) for i in range(n)]
+    assert test == expected and datamodule.anomalous["test"] == [0, 0, 0, 1, 1, 1]
+    pool = datamodule.splits["train"] + datamodule.splits["val"]
+    assert len(pool) == 2 * 6 and all(p.parent.name == "normal" for p, _ in pool)
+    assert not {p for p, _ in pool} & {p for p, _ in datamodule.splits["test"]}
+    assert {label for _, label in datamodule.splits["val"]} == {0, 1}
+    result = train(cfg_factory(*data, "model.backbone=mobilenetv3_small_050"))
+    assert result["scored_by_id"] and {"auroc", "pauc", "auroc_id_02"} <= set(result["metrics"])
+    assert "auroc_id_00" not in result["metrics"]  # the run is for one machine/ID
+
+
+def test_mimii_baseline_protocol_needs_normal_files_left_to_train_on(cfg_factory, tmp_path):
+    for machine_id in ("id_00", "id_02"):
+        make_mimii(tmp_path / "mimii", n_normal=3, n_abnormal=3, machine_id=machine_id)
+    with pytest.raises(DataError, match="has 3 normal and 3 abnormal files: the baseline protocol"):
+        setup_mimii(cfg_factory, tmp_path / "mimii", "data.protocol=baseline", "data.machines.pump=[id_00,id_02]")

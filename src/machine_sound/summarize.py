@@ -88,6 +88,8 @@ def with_positive(metrics: dict[str, float], positive: str) -> dict[str, float]:
         return dict(metrics)
     if positive != "normal":
         raise ValueError(f"positive must be one of {POSITIVES}, not '{positive}'")
+    if "tn" not in metrics:  # scored by machine ID (AUROC and pAUC only): nothing depends on the positive class
+        return dict(metrics)
     tn, fp, fn = metrics["tn"], metrics["fp"], metrics["fn"]  # normal positive: hits are the true negatives
     out = dict(metrics)
     out["precision"] = tn / (tn + fn) if tn + fn else 0.0

@@ -1,6 +1,13 @@
 """MIMII as released: `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/*.wav`, one machine/ID per run.
 
 The synthetic data is written in the same layout, so `data=synthetic` is this module with a generator.
+Two split protocols:
+- `stratified` (default): a random train/val/test split of the ID's normal and abnormal clips at their ratio;
+  the classifier learns normal against abnormal.
+- `baseline`: the MIMII paper's. Test = the ID's first N normal files (N = its number of abnormal files) and all
+  its abnormal files. Nothing abnormal is left to learn from, so, as for DCASE, the model learns to tell the
+  machine type's IDs apart from every ID's remaining normal clips, and a test clip's anomaly score is
+  1 - p(own ID).
 `test_snr` evaluates across noise levels: the test clips are the same recordings as the test split, taken from
 another SNR folder (MIMII's SNR folders hold the same machine sounds mixed with the background at other levels).
 """
@@ -14,12 +21,14 @@ from typing import Mapping, Sequence
 import torch
 
 from machine_sound.data.datamodule import AudioDataModule, Item
+from machine_sound.data.split import stratified_split
 from machine_sound.data.synthetic import SyntheticMimii, parse_snr
 from machine_sound.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
+PROTOCOLS = ("stratified", "baseline")
 
 MIMII_HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip into one folder and set "
               "data.root to it, or use the built-in data=synthetic")
@@ -58,8 +67,10 @@ class MimiiDataModule(AudioDataModule):
 
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
                  machines: Mapping[str, Sequence[str]], generator: SyntheticMimii | None = None,
-                 test_snr: str | None = None, **kwargs):
+                 test_snr: str | None = None, protocol: str = "stratified", **kwargs):
         super().__init__(**kwargs)
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"data.protocol={protocol}: choose {' or '.join(PROTOCOLS)}")
         if machine not in machines:
             raise ConfigError(f"unknown machine '{machine}'; valid: {', '.join(machines)}")
         if machine_id not in machines[machine]:
@@ -72,7 +83,12 @@ class MimiiDataModule(AudioDataModule):
             raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
                               f"data.sample_rate={self.decoding.sample_rate}")
         self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
-        self.generator, self.test_snr = generator, test_snr
+        self.generator, self.test_snr, self.protocol = generator, test_snr, protocol
+        if protocol == "baseline":  # the labels are the machine type's IDs
+            self.class_names = tuple(machines[machine])
+            if len(self.class_names) < 2:
+                raise ConfigError(f"data.protocol=baseline learns to tell {machine}'s IDs apart: data.machines."
+                                  f"{machine} lists only {', '.join(self.class_names)}")
 
     def describe(self) -> str:
         cross = f" (test at {self.test_snr})" if self.test_snr else ""
@@ -81,17 +97,50 @@ class MimiiDataModule(AudioDataModule):
     def prepare_data(self) -> None:
         if self.generator is not None:
             # As many processes as torch may use threads: a parallel sweep job keeps to its share of the CPUs.
+            ids = self.class_names if self.protocol == "baseline" else [self.machine_id]
             for snr in dict.fromkeys([self.snr, self.test_snr or self.snr]):
-                self.generator.ensure(self.root, snr, self.machine, self.machine_id,
-                                      workers=torch.get_num_threads())
+                for machine_id in ids:
+                    self.generator.ensure(self.root, snr, self.machine, machine_id, workers=torch.get_num_threads())
 
     def find_recordings(self) -> list[Item]:
-        return index_mimii(self.root, self.snr, self.machine, self.machine_id)
+        if self.protocol == "stratified":
+            return index_mimii(self.root, self.snr, self.machine, self.machine_id)
+        pool = []  # every ID's normal clips that are not in its baseline test set, labelled by ID
+        for label, machine_id in enumerate(self.class_names):
+            normal, abnormal = self.baseline_test_split(machine_id)
+            pool += [(path, label) for path, _ in normal[len(abnormal):]]
+        return pool
+
+    def baseline_test_split(self, machine_id: str) -> tuple[list[Item], list[Item]]:
+        """An ID's normal and abnormal clips, sorted by name: its test set is normal[:N] + abnormal."""
+        items = index_mimii(self.root, self.snr, self.machine, machine_id)
+        normal = [item for item in items if item[1] == 0]
+        abnormal = [item for item in items if item[1] == 1]
+        if len(normal) <= len(abnormal):
+            raise DataError(f"{self.snr}_{self.machine}/{machine_id} has {len(normal)} normal and {len(abnormal)} "
+                            "abnormal files: the baseline protocol tests on as many normal files as abnormal ones "
+                            "and needs more normal files left to train on")
+        return normal, abnormal
 
     def make_splits(self, items: list[Item]) -> dict[str, list[Item]]:
-        splits = super().make_splits(items)
-        if self.test_snr and self.test_snr != self.snr:
-            splits["test"] = self.check(self.at_snr(splits["test"], self.test_snr))
+        cross_snr = self.test_snr is not None and self.test_snr != self.snr
+        if self.protocol == "stratified":
+            splits = super().make_splits(items)
+            if cross_snr:
+                splits["test"] = self.check(self.at_snr(splits["test"], self.test_snr))
+            return splits
+        # baseline: train/val from the pool at the train:val ratio; the test set is the protocol's, for this ID
+        total = self.fractions["train"] + self.fractions["val"]
+        assignment = stratified_split([label for _, label in items], train=self.fractions["train"] / total,
+                                      val=self.fractions["val"] / total, test=0.0, seed=self.split_seed,
+                                      class_names=self.class_names)
+        splits = {name: [item for item, s in zip(items, assignment) if s == name] for name in ("train", "val")}
+        normal, abnormal = self.baseline_test_split(self.machine_id)
+        test = normal[: len(abnormal)] + abnormal
+        test = self.check(self.at_snr(test, self.test_snr) if cross_snr else test)
+        self.anomalous["test"] = [label for _, label in test]  # normal (0) or abnormal (1) ...
+        own = self.class_names.index(self.machine_id)
+        splits["test"] = [(path, own) for path, _ in test]  # ... and labelled by ID
         return splits
 
     def at_snr(self, items: list[Item], snr: str) -> list[Item]:

@@ -192,7 +192,7 @@ class SpectrogramClassifier(L.LightningModule):
         values: dict[str, torch.Tensor] = {}
         for k, name in enumerate(names):
             mask = ids == k
-            if anomalous[mask].min() == anomalous[mask].max():  # no clips, or one class only: AUROC undefined
+            if not mask.any() or anomalous[mask].min() == anomalous[mask].max():  # no clips, or one class only
                 continue
             values[f"test/auroc_{name}"] = binary_auroc(score[mask], anomalous[mask].long())
             values[f"test/pauc_{name}"] = binary_auroc(score[mask], anomalous[mask].long(), max_fpr=0.1)
