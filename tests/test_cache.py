@@ -4,12 +4,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import make_mimii, setup_mimii, write_wav
 from machine_sound.data import audio
 from machine_sound.data.audio import Decoding, decode
 from machine_sound.data.cache import DecodedCache
+from machine_sound.errors import DataError
 
 
 def test_16_bit_files_are_stored_as_int16_and_read_back_exactly(tmp_path):
@@ -74,3 +76,10 @@ def test_parallel_jobs_building_the_same_entries_leave_whole_files_and_no_debris
     for path, entry in zip(paths, results[0]):
         assert np.array_equal(cache.load(entry, 32000), decode(path, Decoding(channel=[0, 1]))[0])
     assert not [f for f in (tmp_path / "cache").rglob("*") if f.is_file() and f.name.startswith(".")]
+
+
+def test_an_unwritable_cache_folder_is_a_clear_error(tmp_path):
+    path = write_wav(tmp_path / "a.wav")
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    with pytest.raises(DataError, match=r"cannot write the decoded-audio cache in .*blocked.*data.cache_dir"):
+        DecodedCache(tmp_path / "blocked").ensure(path, Decoding())

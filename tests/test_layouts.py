@@ -249,3 +249,15 @@ def test_mimii_baseline_protocol_needs_normal_files_left_to_train_on(cfg_factory
         make_mimii(tmp_path / "mimii", n_normal=3, n_abnormal=3, machine_id=machine_id)
     with pytest.raises(DataError, match="has 3 normal and 3 abnormal files: the baseline protocol"):
         setup_mimii(cfg_factory, tmp_path / "mimii", "data.protocol=baseline", "data.machines.pump=[id_00,id_02]")
+
+
+def test_loader_workers_auto_means_none_without_a_gpu_and_bad_values_are_named(monkeypatch):
+    from machine_sound.data.datamodule import resolve_workers
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_workers("auto") == 0 and resolve_workers(3) == 3
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.get_num_threads", lambda: 16)
+    assert resolve_workers("auto") == 8
+    with pytest.raises(ConfigError, match="data.num_workers=-1"):
+        resolve_workers(-1)

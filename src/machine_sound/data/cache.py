@@ -10,6 +10,7 @@ Sources stored without loss as int16 (16-bit PCM, as in MIMII and DCASE) are kep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from machine_sound.data.audio import INT16_EXACT, Decoding, decode
+from machine_sound.errors import DataError
 
 INT16_SCALE = 32768.0
 
@@ -41,13 +43,18 @@ class DecodedCache:
             wave, subtype = decode(path, decoding)
             if subtype in INT16_EXACT:
                 wave = np.clip(np.round(wave * INT16_SCALE), -32768, 32767).astype(np.int16)
-            entry.parent.mkdir(parents=True, exist_ok=True)
             staging = entry.with_name(f".{entry.stem}.{uuid.uuid4().hex[:8]}.tmp.npy")
             try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
                 np.save(staging, wave)
                 os.replace(staging, entry)  # atomic: readers see the old state or the whole new file
+            except OSError as err:
+                raise DataError(f"cannot write the decoded-audio cache in {self.directory}: {err.strerror}; set "
+                                "data.cache_dir to a writable folder with free space, or null to decode every "
+                                "epoch") from None
             finally:
-                staging.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    staging.unlink(missing_ok=True)
         return entry
 
     @staticmethod
