@@ -7,7 +7,7 @@ SNR    ?= -6_dB
 JOBS   ?= 2
 DIR    ?=
 
-.PHONY: help install train sweep summarize test test-slow baseline tensorboard lint clean clean-data
+.PHONY: help install train sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ test-slow:  ## the slow tests: real training runs that must learn
 baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/IDs (how hard is the data?)
 	$(PY) benchmarks/linear_baseline.py $(ARGS)
 
+bench:  ## data-path benchmark (installs librosa): cache vs decoding, torchaudio vs librosa, vs PNG+ImageFolder
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/pipeline.py $(ARGS)
+
 tensorboard:  ## dashboards of every run under outputs/ (or under DIR=...)
 	$(VENV)/bin/tensorboard --logdir $(or $(DIR),outputs) --bind_all
 
@@ -46,5 +50,5 @@ clean:  ## remove run outputs and caches (keeps .venv and generated data)
 	rm -rf outputs/runs outputs/sweeps .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-clean-data:  ## remove the generated synthetic recordings (they are regenerated on next use)
-	rm -rf data/synthetic
+clean-data:  ## remove the generated synthetic recordings, the decoded-audio cache and the benchmark data
+	rm -rf data/synthetic data/cache data/bench
