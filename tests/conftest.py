@@ -28,7 +28,8 @@ SMALL = [
 
 def make_cfg(output_dir: Path, data_dir: Path, overrides=()):
     small = SMALL
-    if any(o.startswith("data=") and o != "data=synthetic" for o in overrides):  # no generator to shrink
+    real_data = [o for o in overrides if o.startswith("data=") and o != "data=synthetic" or o == "sweep=dcase2020"]
+    if real_data:  # no generator to shrink
         small = [o for o in SMALL if not o.startswith("data.generator.")]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("train", overrides=[f"paths.output_dir={output_dir}", f"paths.data_dir={data_dir}",

@@ -164,8 +164,9 @@ def make_dcase(root, machine="fan", ids=("id_00", "id_02"), n_train=8, n_test=3,
                 continue
             t = np.arange(int(16000 * seconds)) / 16000
             wave = 0.3 * np.sin(2 * np.pi * (400 + 500 * k) * t)
-            wave += np.random.default_rng(hash((k, folder, kind, i)) % 2**32).normal(0, 0.05 if kind == "normal"
-                                                                                    else 0.3, t.size)
+            if kind == "anomaly":  # a fault adds a tone where the next ID hums: the clip fits its own ID less
+                wave += 0.3 * np.sin(2 * np.pi * (400 + 500 * ((k + 1) % len(ids))) * t)
+            wave += np.random.default_rng(hash((k, folder, kind, i)) % 2**32).normal(0, 0.05, t.size)
             sf.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
     return root
 
@@ -175,7 +176,9 @@ def test_dcase2020_learns_ids_on_train_and_scores_its_own_test_folder_by_id(cfg_
     run = tmp_path / "run"
     result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=0.25",
                                "model.backbone=mobilenetv3_small_050", output_dir=run))
-    assert result["classes"] == ["id_00", "id_02"] and result["scored_by_id"]
+    assert result["classes"] == ["id_00", "id_02"] and result["scored_by_id"] and result["layout"] == "dcase2020"
+    assert result["per_id"]["id_02"] == {"auroc": result["metrics"]["auroc_id_02"],
+                                         "pauc": result["metrics"]["pauc_id_02"]}
     assert {"auroc", "pauc", "auroc_id_00", "pauc_id_00", "auroc_id_02", "pauc_id_02"} <= set(result["metrics"])
     assert result["metrics"]["auroc"] == pytest.approx(
         (result["metrics"]["auroc_id_00"] + result["metrics"]["auroc_id_02"]) / 2)
@@ -261,3 +264,33 @@ def test_loader_workers_auto_means_none_without_a_gpu_and_bad_values_are_named(m
     assert resolve_workers("auto") == 8
     with pytest.raises(ConfigError, match="data.num_workers=-1"):
         resolve_workers(-1)
+
+
+@pytest.mark.parametrize("overrides, monitor, mode, subtract", [
+    ([], "val/auroc", "max", True),
+    (["data.protocol=baseline"], "val/loss", "min", False),
+    (["callbacks.model_checkpoint.monitor=val/f1"], "val/f1", "max", True),
+    (["features.frontend.subtract_background=true", "data.protocol=baseline"], "val/loss", "min", True),
+])
+def test_auto_settings_follow_what_the_labels_are(cfg_factory, tmp_path, overrides, monitor, mode, subtract):
+    """Scored by machine ID: keep the steady spectrum (it tells IDs apart) and pick checkpoints by val/loss."""
+    from machine_sound.train import choose_checkpoint_metric
+
+    for machine_id in ("id_00", "id_02"):
+        make_mimii(tmp_path / "mimii", n_normal=6, n_abnormal=3, machine_id=machine_id)
+    cfg = cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00",
+                      "data.clip_seconds=0.5", "data.machines.pump=[id_00,id_02]", *overrides)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    choose_checkpoint_metric(cfg, datamodule.scored_by_id)
+    assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == (monitor, mode)
+    assert datamodule.frontend.subtract_background is subtract
+
+
+def test_scoring_by_machine_id_finds_clips_that_do_not_fit_their_id(cfg_factory, tmp_path):
+    """A fault that makes a machine sound partly like another ID scores high: the ID-fit score is learned."""
+    root = make_dcase(tmp_path / "dcase", n_train=24, n_test=8, seconds=2.0)
+    result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=2.0",
+                               "data.batch_size=8", "trainer.max_epochs=40"))
+    print("ID-fit anomaly AUROC per ID:", result["per_id"])
+    assert result["metrics"]["auroc"] > 0.75  # chance is 0.5

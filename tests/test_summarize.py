@@ -139,3 +139,24 @@ def test_parallel_jobs_share_cpus_and_never_share_a_gpu(tmp_path):
     assert third == 0  # GPU 1 is still held, 0 was freed
     lock_b.close()
     lock_c.close()
+
+
+def test_a_dcase_job_gives_a_row_per_id_and_an_unfinished_one_a_single_row(tmp_path):
+    for machine, status in (("fan", "finished"), ("ToyCar", "unfinished")):
+        folder = tmp_path / f"dcase2020_{machine}"
+        (folder / ".hydra").mkdir(parents=True)
+        config = {"machine": machine, "id": "id_04", "snr": "-6_dB", "seed": 42,
+                  "data": {"_target_": "machine_sound.data.dcase2020.Dcase2020DataModule"}}
+        OmegaConf.save(OmegaConf.create(config), folder / ".hydra" / "config.yaml")
+        if status == "finished":
+            per_id = {"id_00": {"auroc": 0.9, "pauc": 0.8}, "id_02": {"auroc": 0.7, "pauc": 0.6}}
+            (folder / "metrics.json").write_text(json.dumps({"metrics": {"auroc": 0.8, "pauc": 0.7},
+                                                             "per_id": per_id}))
+    rows = table_rows(collect(tmp_path))
+    jobs = job_rows(rows)
+    assert set(jobs) == {"dcase2020_fan/id_00", "dcase2020_fan/id_02", "dcase2020_ToyCar/all IDs"}
+    assert jobs["dcase2020_fan/id_02"]["auroc"] == pytest.approx(0.7) and jobs["dcase2020_fan/id_02"]["f1"] is None
+    assert jobs["dcase2020_ToyCar/all IDs"]["status"] == "unfinished"
+    means = {r["name"]: r for r in rows if r["kind"] != "job"}
+    assert means["dcase2020_fan mean (2 of 2 IDs)"]["pauc"] == pytest.approx(0.7)
+    write_summary(tmp_path)  # the table, csv and heatmap are written for it too

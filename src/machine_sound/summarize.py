@@ -6,7 +6,8 @@ alone, so it works on a finished, a failed or a half-finished sweep:
 
     python -m machine_sound.summarize outputs/sweeps/<date> [--metric auroc] [--positive normal]
 
-Rows are named like the original project's table (`-6_dB_fan/id_00`); a job that differs by other swept
+Rows are named like the original project's table (`-6_dB_fan/id_00`); a DCASE 2020 job, which tests every ID of
+its machine type, gives a row per ID (`dcase2020_fan/id_00`, AUROC and pAUC only); a job that differs by other swept
 overrides (a backbone, a learning rate) gets them appended; several seeds of one cell give mean and standard
 deviation. `--positive normal` reports precision, recall and F1 with normal as the positive class, the
 convention the original table fits; AUROC, balanced accuracy and accuracy do not depend on it, and pAUC stays
@@ -24,7 +25,7 @@ import math
 import os
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,8 @@ COLUMNS = {  # metric -> (header, shown in percent)
     "balanced_accuracy": ("Bal. acc.", False), "auroc": ("AUROC", False), "pauc": ("pAUC", False),
 }
 POSITIVES = ("abnormal", "normal")
+DCASE_TARGET = "Dcase2020DataModule"
+DCASE, ALL_IDS = "dcase2020", "all IDs"  # a DCASE job's rows: dcase2020_<machine>/<id>
 
 
 @dataclass
@@ -73,9 +76,15 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         overrides: dict[str, str] = {}
         if (folder / JOB_OVERRIDES).exists():
             overrides = dict(map(split_override, OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES))))
-        job = Job(folder, str(cfg.snr), str(cfg.machine), str(cfg.id), int(cfg.seed), overrides, "unfinished")
+        dcase = str(OmegaConf.select(cfg, "data._target_", default="")).endswith(DCASE_TARGET)
+        snr, machine_id = (DCASE, ALL_IDS) if dcase else (str(cfg.snr), str(cfg.id))
+        job = Job(folder, snr, str(cfg.machine), machine_id, int(cfg.seed), overrides, "unfinished")
         if (folder / METRICS_FILE).exists():
-            job.status, job.metrics = "finished", json.loads((folder / METRICS_FILE).read_text())["metrics"]
+            result = json.loads((folder / METRICS_FILE).read_text())
+            job.status, job.metrics = "finished", result["metrics"]
+            if dcase:  # one DCASE job tests every ID of its machine type: a row per ID
+                jobs += [replace(job, id=i, metrics=m) for i, m in sorted((result.get("per_id") or {}).items())]
+                continue
         elif (folder / FAILED_FILE).exists():
             job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
         jobs.append(job)

@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)  # validates machine, id and snr before anything is printed
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
+    choose_checkpoint_metric(cfg, datamodule.scored_by_id)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -60,7 +61,8 @@ def train(cfg: DictConfig) -> dict:
     metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")}
     classes = datamodule.class_names
     result = {
-        "name": datamodule.describe(), "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
+        "name": datamodule.describe(), "layout": datamodule.layout,
+        "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
         "backbone": cfg.model.backbone, "data": cfg.data.root, "classes": list(classes),
         "positive_class": classes[1] if len(classes) == 2 else None,
         "best_checkpoint": best or None, "epochs": trainer.current_epoch,
@@ -69,6 +71,7 @@ def train(cfg: DictConfig) -> dict:
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
         "bad_files_skipped": len(datamodule.bad_files),
         "metrics": metrics,
+        "per_id": per_id(metrics) if model.scored_by_id else None,
         # rows: true class, columns: predicted, in `classes` order (none when scored by ID)
         "confusion": model.confusion.tolist() if model.confusion is not None else None,
     }
@@ -76,6 +79,29 @@ def train(cfg: DictConfig) -> dict:
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     log_hparams(loggers, result, cfg)
     return result
+
+
+def choose_checkpoint_metric(cfg: DictConfig, scored_by_id: bool) -> None:
+    """Settle `monitor: auto` and `mode: auto` of the checkpoint callback in place: val/auroc (max), or val/loss
+    (min) when clips are scored by machine ID (validation then tells IDs apart, which saturates at AUROC 1 within
+    a few epochs). Called before the callbacks are built."""
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    if checkpoint is None:
+        return
+    if checkpoint.get("monitor") == "auto":
+        checkpoint.monitor = "val/loss" if scored_by_id else "val/auroc"
+    if checkpoint.get("mode") == "auto":
+        checkpoint.mode = "min" if str(checkpoint.monitor).endswith("loss") else "max"
+
+
+def per_id(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """{'id_00': {'auroc': ..., 'pauc': ...}, ...} from the test/auroc_<id> and test/pauc_<id> metrics."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        metric, _, machine_id = key.partition("_")
+        if metric in ("auroc", "pauc") and machine_id:
+            out.setdefault(machine_id, {})[metric] = value
+    return out
 
 
 def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:

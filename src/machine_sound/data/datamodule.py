@@ -75,6 +75,7 @@ class AudioDataModule(L.LightningDataModule):
     """Everything between recordings on disk and normalised log-mel batches on the device."""
 
     class_names: tuple[str, ...] = ()
+    layout = ""  # which dataset layout: mimii, dcase2020, folder
 
     def __init__(
         self,
@@ -125,6 +126,12 @@ class AudioDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def scored_by_id(self) -> bool:
+        """True when the labels are machine IDs and test clips are scored for anomalies by how well they fit
+        their own ID (DCASE 2020, the MIMII baseline protocol)."""
+        return False
+
     # -- what a layout provides ---------------------------------------------------------------------------------
 
     def find_recordings(self) -> list[Item]:
@@ -147,6 +154,9 @@ class AudioDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.splits = self.make_splits(self.check(self.find_recordings()))
+        # Background removal sharpens faults against a machine's steady sound, but erases the steady spectrum
+        # that tells IDs or arbitrary classes apart.
+        self.frontend.resolve_auto(self.layout == "mimii" and not self.scored_by_id)
         counts = {name: self.class_counts(name).tolist() for name in SPLITS}
         log.info("split of %s %s: %s", self.describe(), self.class_names, counts)
         if self.run_dir is not None:

@@ -39,6 +39,9 @@ def parse_folder(folder: Path) -> list[tuple[Path, str, bool]]:
 
 
 class Dcase2020DataModule(AudioDataModule):
+    layout = "dcase2020"
+    scored_by_id = True
+
     def __init__(self, root: str | None, machine: str, **kwargs):
         super().__init__(**kwargs)
         if root is None:

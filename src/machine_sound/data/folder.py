@@ -14,6 +14,8 @@ from machine_sound.errors import ConfigError, DataError
 
 
 class FolderDataModule(AudioDataModule):
+    layout = "folder"
+
     def __init__(self, root: str | None, classes: Sequence[str] | None = None,
                  extensions: Sequence[str] = (".wav", ".flac"), **kwargs):
         super().__init__(**kwargs)

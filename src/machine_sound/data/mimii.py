@@ -64,6 +64,7 @@ class MimiiDataModule(AudioDataModule):
     """Recordings of one MIMII machine/ID (real, or synthetic when a `generator` is given)."""
 
     class_names = CLASS_NAMES
+    layout = "mimii"
 
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
                  machines: Mapping[str, Sequence[str]], generator: SyntheticMimii | None = None,
@@ -89,6 +90,10 @@ class MimiiDataModule(AudioDataModule):
             if len(self.class_names) < 2:
                 raise ConfigError(f"data.protocol=baseline learns to tell {machine}'s IDs apart: data.machines."
                                   f"{machine} lists only {', '.join(self.class_names)}")
+
+    @property
+    def scored_by_id(self) -> bool:
+        return self.protocol == "baseline"
 
     def describe(self) -> str:
         cross = f" (test at {self.test_snr})" if self.test_snr else ""
