@@ -132,6 +132,13 @@ class AudioDataModule(L.LightningDataModule):
         their own ID (DCASE 2020, the MIMII baseline protocol)."""
         return False
 
+    @property
+    def removes_background(self) -> bool:
+        """What `features.frontend.subtract_background: auto` becomes. Removing each clip's steady background
+        sharpens faults against a machine's steady sound, but erases the steady spectrum that tells machine IDs
+        or arbitrary classes apart: off unless a layout turns it on."""
+        return False
+
     # -- what a layout provides ---------------------------------------------------------------------------------
 
     def find_recordings(self) -> list[Item]:
@@ -154,9 +161,7 @@ class AudioDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.splits = self.make_splits(self.check(self.find_recordings()))
-        # Background removal sharpens faults against a machine's steady sound, but erases the steady spectrum
-        # that tells IDs or arbitrary classes apart.
-        self.frontend.resolve_auto(self.layout == "mimii" and not self.scored_by_id)
+        self.frontend.resolve_auto(self.removes_background)
         counts = {name: self.class_counts(name).tolist() for name in SPLITS}
         log.info("split of %s %s: %s", self.describe(), self.class_names, counts)
         if self.run_dir is not None:
