@@ -7,7 +7,7 @@ SNR    ?= -6_dB
 JOBS   ?= 2
 DIR    ?=
 
-.PHONY: help install train sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
+.PHONY: help install train eval sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,10 @@ install:  ## create .venv and install the package (editable) with the dev tools
 
 train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overrides in ARGS="..."
 	$(PY) train.py machine=pump id=id_04 $(ARGS)
+
+eval:  ## test a checkpoint again, on its run's data or another: make eval CKPT=<file.ckpt> [ARGS="snr=6_dB"]
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=<run folder>/checkpoints/<name>.ckpt [ARGS='snr=6_dB']"; exit 2; }
+	$(PY) -m machine_sound.eval ckpt_path=$(CKPT) $(ARGS)
 
 sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
 	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)

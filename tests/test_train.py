@@ -180,3 +180,34 @@ def test_dcase_sweep_preset_selects_the_layout_and_every_machine_type():
         cfg = compose("train", overrides=["sweep=dcase2020", "data.root=/data/dcase"], return_hydra_config=True)
     assert cfg.data._target_.endswith("Dcase2020DataModule") and cfg.data.root == "/data/dcase"
     assert cfg.hydra.sweeper.params.machine == "fan,pump,slider,valve,ToyCar,ToyConveyor"
+
+
+def test_evaluating_the_tested_checkpoint_reproduces_the_runs_metrics(cfg_factory, tmp_path):
+    from machine_sound.eval import evaluate
+
+    trained = train(cfg_factory("trainer.max_epochs=2", output_dir=tmp_path / "run"))
+    again = evaluate(trained["best_checkpoint"], output_dir=tmp_path / "eval")
+    assert again["metrics"] == pytest.approx(trained["metrics"])
+    assert again["threshold"] == pytest.approx(trained["threshold"]) and again["n_test"] == trained["n_test"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"] == again["metrics"]
+    other = evaluate(trained["best_checkpoint"], ["data.test_snr=6_dB"], output_dir=tmp_path / "eval6")
+    assert other["name"] == "-6_dB_pump/id_04 (test at 6_dB)" and other["metrics"] != trained["metrics"]
+
+
+def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
+    from machine_sound.errors import ConfigError, DataError
+    from machine_sound.eval import evaluate
+
+    with pytest.raises(DataError, match="no checkpoint at .*missing.ckpt"):
+        evaluate(tmp_path / "missing.ckpt")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    with pytest.raises(DataError, match="notes.ckpt is not a PyTorch checkpoint"):
+        evaluate(tmp_path / "notes.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(DataError, match="other.ckpt is not a checkpoint written by machine-sound training"):
+        evaluate(tmp_path / "other.ckpt")
+    trained = train(cfg_factory(output_dir=tmp_path / "run"))
+    with pytest.raises(ConfigError, match="unknown setting 'dta.root'"):
+        evaluate(trained["best_checkpoint"], ["dta.root=/x"])
+    with pytest.raises(ConfigError, match="snr: evaluation takes one value per setting"):
+        evaluate(trained["best_checkpoint"], ["snr=0_dB,6_dB"])

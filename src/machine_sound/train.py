@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.sweep import register_resolvers, share_the_machine
@@ -48,6 +48,8 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
     choose_checkpoint_metric(cfg, datamodule.scored_by_id)
+    # Unresolved, so `python -m machine_sound.eval snr=6_dB` moves everything that follows the SNR.
+    model.run_config = OmegaConf.to_container(cfg, resolve=False)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -57,15 +59,23 @@ def train(cfg: DictConfig) -> dict:
     if not best:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
     tested = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    result = metrics_record(cfg, datamodule, model, tested, best or None, trainer.current_epoch)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    log_hparams(loggers, result, cfg)
+    return result
 
+
+def metrics_record(cfg: DictConfig, datamodule, model, tested: dict, checkpoint: str | None, epochs: int) -> dict:
+    """What `metrics.json` holds, from a finished `trainer.test` (training's, or machine_sound.eval's)."""
     metrics = {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")}
     classes = datamodule.class_names
-    result = {
+    return {
         "name": datamodule.describe(), "layout": datamodule.layout,
         "machine": cfg.machine, "id": cfg.id, "snr": cfg.snr, "seed": cfg.seed,
         "backbone": cfg.model.backbone, "data": cfg.data.root, "classes": list(classes),
         "positive_class": classes[1] if len(classes) == 2 else None,
-        "best_checkpoint": best or None, "epochs": trainer.current_epoch,
+        "best_checkpoint": checkpoint, "epochs": epochs,
         "threshold": model.threshold.item() if model.binary and not model.scored_by_id else None,
         "scored_by_id": model.scored_by_id,  # labels are machine IDs; anomaly score = 1 - p(own ID)
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
@@ -75,10 +85,6 @@ def train(cfg: DictConfig) -> dict:
         # rows: true class, columns: predicted, in `classes` order (none when scored by ID)
         "confusion": model.confusion.tolist() if model.confusion is not None else None,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    log_hparams(loggers, result, cfg)
-    return result
 
 
 def choose_checkpoint_metric(cfg: DictConfig, scored_by_id: bool) -> None:

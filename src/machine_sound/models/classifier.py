@@ -25,6 +25,7 @@ from machine_sound.metrics import (
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's config, for machine_sound.eval
 
 
 def create_backbone(name: str, pretrained: bool, weights_path: str | None, in_chans: int, num_classes: int,
@@ -103,6 +104,11 @@ class SpectrogramClassifier(L.LightningModule):
         self._by_id: list[torch.Tensor] = []  # (anomaly score, anomalous, ID) of test clips scored by ID
         self.confusion: torch.Tensor | None = None
         self.scored_by_id = False
+        self.run_config: dict | None = None  # set by train(); saved in every checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is not None:
+            checkpoint[RUN_CONFIG] = self.run_config
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.net(spec)
