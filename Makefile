@@ -7,7 +7,7 @@ SNR    ?= -6_dB
 JOBS   ?= 2
 DIR    ?=
 
-.PHONY: help install train eval sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
+.PHONY: help install train eval predict sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overri
 eval:  ## test a checkpoint again, on its run's data or another: make eval CKPT=<file.ckpt> [ARGS="snr=6_dB"]
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=<run folder>/checkpoints/<name>.ckpt [ARGS='snr=6_dB']"; exit 2; }
 	$(PY) -m machine_sound.eval ckpt_path=$(CKPT) $(ARGS)
+
+predict:  ## score recordings with a checkpoint: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS=...]
+	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "usage: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS='output=scores.csv aggregate=max']"; exit 2; }
+	$(PY) -m machine_sound.predict ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
 
 sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
 	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)

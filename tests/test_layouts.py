@@ -147,7 +147,7 @@ def test_real_mimii_files_too_few_for_a_split_give_the_clear_error(cfg_factory):
         instantiate(cfg.data).setup("fit")
 
 
-def make_dcase(root, machine="fan", ids=("id_00", "id_02"), n_train=8, n_test=3, seconds=0.25, source=None):
+def make_dcase(root, machine="fan", ids=("id_00", "id_02"), n_train=8, n_test=3, seconds=1.0, source=None):
     """A DCASE 2020 tree; each ID hums at its own pitch so IDs can be told apart. With `source` (a real DCASE
     test folder) every file is a link to the genuine recording of its kind instead."""
     real = {}
@@ -174,7 +174,7 @@ def make_dcase(root, machine="fan", ids=("id_00", "id_02"), n_train=8, n_test=3,
 def test_dcase2020_learns_ids_on_train_and_scores_its_own_test_folder_by_id(cfg_factory, tmp_path):
     root = make_dcase(tmp_path / "dcase")
     run = tmp_path / "run"
-    result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=0.25",
+    result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=1.0",
                                "model.backbone=mobilenetv3_small_050", output_dir=run))
     assert result["classes"] == ["id_00", "id_02"] and result["scored_by_id"] and result["layout"] == "dcase2020"
     assert result["per_id"]["id_02"] == {"auroc": result["metrics"]["auroc_id_02"],
@@ -229,8 +229,8 @@ def test_real_dcase_samples_without_a_train_folder_give_the_clear_error(cfg_fact
 
 def test_mimii_baseline_protocol_tests_on_first_n_normal_and_all_abnormal(cfg_factory, tmp_path):
     for machine_id in ("id_00", "id_02"):
-        make_mimii(tmp_path / "mimii", n_normal=9, n_abnormal=3, machine_id=machine_id, seconds=0.25)
-    data = ["data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_02", "data.clip_seconds=0.25",
+        make_mimii(tmp_path / "mimii", n_normal=9, n_abnormal=3, machine_id=machine_id, seconds=1.0)
+    data = ["data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_02", "data.clip_seconds=1.0",
             "data.protocol=baseline", "data.machines.pump=[id_00,id_02]"]
     datamodule = instantiate(cfg_factory(*data).data)
     datamodule.setup("fit")

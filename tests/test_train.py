@@ -211,3 +211,12 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
         evaluate(trained["best_checkpoint"], ["dta.root=/x"])
     with pytest.raises(ConfigError, match="snr: evaluation takes one value per setting"):
         evaluate(trained["best_checkpoint"], ["snr=0_dB,6_dB"])
+
+
+def test_a_diverged_training_stops_with_a_clear_error_instead_of_garbage_metrics(cfg_factory, monkeypatch):
+    from machine_sound.errors import MachineSoundError
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", lambda self, logits, target: logits.sum() * float("nan"))
+    with pytest.raises(MachineSoundError, match=r"training diverged: the training loss is nan at epoch 0, step 0; "
+                                                r"lower model.optimizer.lr"):
+        train(cfg_factory())

@@ -70,7 +70,8 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
     output_dir = Path(output_dir)
     datamodule = instantiate(cfg.data)
     L.seed_everything(cfg.seed, workers=True)
-    model = SpectrogramClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    model = SpectrogramClassifier.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True,
+                                                       pretrained=False, weights_path=None)  # no download
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     tested = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)[0]
     result = metrics_record(cfg, datamodule, model, tested, str(ckpt_path), epochs=None)

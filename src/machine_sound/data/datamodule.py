@@ -284,8 +284,14 @@ class AudioDataModule(L.LightningDataModule):
         return spec, *targets
 
     def state_dict(self) -> dict:
-        """The fitted normalisation travels in the checkpoint, so a restored model sees the same inputs."""
-        return {"frontend": self.frontend.state_dict()}
+        """What a restored model needs to see the same inputs, in the checkpoint: the fitted normalisation, the
+        background setting `auto` settled on, the decode settings and the class names (for predict)."""
+        return {"frontend": self.frontend.state_dict(), "subtract_background": self.frontend.subtract_background,
+                "sample_rate": self.decoding.sample_rate, "channel": self.decoding.channel,
+                "num_frames": self.num_frames, "class_names": list(self.class_names),
+                "scored_by_id": self.scored_by_id}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.frontend.load_state_dict(state_dict["frontend"])
+        if "subtract_background" in state_dict:
+            self.frontend.subtract_background = state_dict["subtract_background"]

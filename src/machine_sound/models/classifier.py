@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import binary_auroc
 
-from machine_sound.errors import ConfigError
+from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import (
     THRESHOLD_CRITERIA,
     best_threshold,
@@ -140,7 +140,13 @@ class SpectrogramClassifier(L.LightningModule):
         metrics.reset()
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):  # weights gone to NaN/inf would make every later number garbage
+            raise MachineSoundError(
+                f"training diverged: the training loss is {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}; lower model.optimizer.lr, or use a larger data.batch_size or longer "
+                "data.clip_seconds")
+        return loss
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

@@ -1,0 +1,110 @@
+"""Scoring new recordings with a trained checkpoint: one CSV row per file, decisions as in the test metrics."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REAL_SAMPLES, make_cfg, make_mimii, write_wav
+from machine_sound.errors import ConfigError, DataError
+from machine_sound.predict import predict
+from machine_sound.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """A short synthetic run (2 s clips): its result and run folder."""
+    run = tmp_path_factory.mktemp("trained")
+    result = train(make_cfg(run, data_dir, ["trainer.max_epochs=2"]))
+    return result, run
+
+
+def test_decisions_on_the_test_split_agree_with_the_test_metrics(trained, tmp_path):
+    result, run = trained
+    with open(run / "split.csv") as f:
+        test = [row for row in csv.DictReader(f) if row["split"] == "test"]
+    for i, row in enumerate(test):  # the test clips, gathered into one folder
+        (tmp_path / "clips").mkdir(exist_ok=True)
+        (tmp_path / "clips" / f"{i:03d}_{row['class']}.wav").symlink_to(row["path"])
+    output, rows = predict(result["best_checkpoint"], tmp_path / "clips", tmp_path / "out.csv")
+    assert len(rows) == len(test) and output.exists()
+    truth = ["abnormal" if name.endswith("_abnormal.wav") else "normal" for name in (r["path"] for r in rows)]
+    said = [r["decision"] for r in rows]
+    counts = {"tp": ("abnormal", "abnormal"), "fp": ("normal", "abnormal"), "fn": ("abnormal", "normal"),
+              "tn": ("normal", "normal")}
+    for key, (actual, decided) in counts.items():
+        assert sum(t == actual and d == decided for t, d in zip(truth, said)) == result["metrics"][key], key
+    assert all(r["threshold"] == pytest.approx(result["threshold"], abs=1e-6) for r in rows)
+
+
+def test_long_short_and_multichannel_recordings_are_scored_in_windows(cfg_factory, tmp_path):
+    make_mimii(tmp_path / "mimii", channels=2, seconds=1.0)
+    result = train(cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00",
+                               "data.clip_seconds=1.0", "data.channel=[0,1]", "trainer.max_epochs=1",
+                               "model.backbone=mobilenetv3_small_050"))
+    inputs = tmp_path / "new"
+    write_wav(inputs / "short.wav", seconds=0.3, channels=4)
+    write_wav(inputs / "long.wav", seconds=2.5, channels=4, seed=5)
+    write_wav(inputs / "exact.wav", seconds=1.0, channels=2, seed=6)
+    _, mean_rows = predict(result["best_checkpoint"], inputs, tmp_path / "mean.csv")
+    _, max_rows = predict(result["best_checkpoint"], inputs, tmp_path / "max.csv", aggregate="max")
+    windows = {r["path"].rsplit("/", 1)[1]: r["windows"] for r in mean_rows}
+    assert windows == {"exact.wav": 1, "long.wav": 3, "short.wav": 1}  # 0-1, 1-2 and 1.5-2.5 s
+    for mean, top in zip(mean_rows, max_rows):
+        assert top["p_abnormal"] >= mean["p_abnormal"] - 1e-6
+        assert (top["p_abnormal"] == pytest.approx(mean["p_abnormal"])) == (mean["windows"] == 1)
+    write_wav(inputs / "mono.wav", seconds=1.0, channels=1)
+    with pytest.raises(DataError, match=r"mono.wav has 1 channel\(s\) but data.channel=\(0, 1\)"):
+        predict(result["best_checkpoint"], inputs, tmp_path / "bad.csv")
+
+
+def test_an_unreadable_file_gets_a_row_with_its_error_and_the_rest_are_scored(trained, tmp_path):
+    result, _ = trained
+    write_wav(tmp_path / "in" / "good.wav", seconds=2.0)
+    (tmp_path / "in" / "broken.wav").write_bytes(b"not audio at all")
+    _, rows = predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "out.csv")
+    by_name = {r["path"].rsplit("/", 1)[1]: r for r in rows}
+    assert "cannot read" in by_name["broken.wav"]["error"] and "decision" not in by_name["broken.wav"]
+    assert by_name["good.wav"]["decision"] in ("normal", "abnormal")
+
+
+def test_predict_errors_are_one_line(trained, tmp_path):
+    result, _ = trained
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no .wav/.flac files in"):
+        predict(result["best_checkpoint"], tmp_path / "empty")
+    with pytest.raises(DataError, match="input .*nowhere does not exist"):
+        predict(result["best_checkpoint"], tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="aggregate=median"):
+        predict(result["best_checkpoint"], tmp_path / "empty", aggregate="median")
+    with pytest.raises(DataError, match="no checkpoint at"):
+        predict(tmp_path / "missing.ckpt", tmp_path / "empty")
+    command = [sys.executable, "-m", "machine_sound.predict", f"ckpt_path={tmp_path / 'missing.ckpt'}",
+               f"input={tmp_path}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: no checkpoint at")
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
+def test_real_8_channel_mimii_files_get_a_row_each(trained, tmp_path):
+    result, _ = trained
+    output, rows = predict(result["best_checkpoint"], REAL_SAMPLES / "mimii", tmp_path / "real.csv")
+    assert len(rows) == 2 and all(r["windows"] == 5 for r in rows)  # 10 s recordings, 2 s windows
+    assert all(0 <= r["p_abnormal"] <= 1 and not r.get("error") for r in rows)
+    assert np.isfinite([r["p_abnormal"] for r in rows]).all()
+
+
+def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(cfg_factory, tmp_path):
+    from test_layouts import make_dcase
+
+    root = make_dcase(tmp_path / "dcase")
+    result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=1.0",
+                               "model.backbone=mobilenetv3_small_050"))
+    _, rows = predict(result["best_checkpoint"], root / "fan" / "test", tmp_path / "out.csv")
+    assert len(rows) == 12
+    for row in rows:
+        own = "id_00" if "_id_00_" in row["path"] else "id_02"
+        assert row["anomaly_score"] == pytest.approx(1 - row[f"p_{own}"], abs=1e-5)
+        assert row["predicted_id"] in ("id_00", "id_02") and "decision" not in row
