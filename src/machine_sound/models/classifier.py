@@ -105,6 +105,11 @@ class SpectrogramClassifier(L.LightningModule):
         self.confusion: torch.Tensor | None = None
         self.scored_by_id = False
         self.run_config: dict | None = None  # set by train(); saved in every checkpoint
+        # Every test clip's score and label, in test-loader order, kept after the test for the dashboards:
+        # binary: (positive-class probability, label); by ID: (anomaly score, anomalous); multi-class: (probs, label)
+        self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._test_scores: list[torch.Tensor] = []
+        self._test_labels: list[torch.Tensor] = []
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
@@ -127,6 +132,9 @@ class SpectrogramClassifier(L.LightningModule):
             self._val_labels.append(label.detach())
         else:
             getattr(self, f"{stage}_metrics").update(scores, label)
+        if stage == "test":
+            self._test_scores.append((1 - own if anomalous else scores).detach().float().cpu())
+            self._test_labels.append((anomalous[0] if anomalous else label).detach().cpu())
         if stage == "test" and not anomalous:
             self.test_confusion.update(scores, label)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
@@ -181,8 +189,11 @@ class SpectrogramClassifier(L.LightningModule):
         set_threshold(self.test_metrics, self.threshold.item())
         if self.binary:
             self.test_confusion.threshold = self.threshold.item()
+        self._test_scores.clear()
+        self._test_labels.clear()
 
     def on_test_epoch_end(self) -> None:
+        self.test_outputs = (torch.cat(self._test_scores), torch.cat(self._test_labels))
         if self._by_id:
             self._log_anomaly_by_id()
             return
