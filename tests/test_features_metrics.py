@@ -95,3 +95,11 @@ def test_threshold_is_chosen_for_the_best_balanced_accuracy_and_moves_the_metric
     assert best_threshold(scores, torch.zeros(7, dtype=torch.long)) is None  # one class: nothing to choose
     with pytest.raises(ValueError, match="criterion"):
         best_threshold(scores, labels, "accuracy")
+
+
+def test_a_false_alarm_budget_picks_the_lowest_threshold_within_it():
+    scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.35, 0.65, 0.85])
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1])  # 10 normal, 3 abnormal
+    assert 0.8 < best_threshold(scores, labels, "fpr", target_fpr=0.2) < 0.85  # 0.9, 0.95 wrong: FPR 0.2
+    assert 0.6 < best_threshold(scores, labels, "fpr", target_fpr=0.4) < 0.65  # catches 0.65 and 0.85 too
+    assert best_threshold(scores, labels, "fpr", target_fpr=0.0) == pytest.approx(0.95)  # no false alarm: none called

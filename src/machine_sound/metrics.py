@@ -62,7 +62,7 @@ def with_balanced_accuracy(values: dict[str, torch.Tensor]) -> dict[str, torch.T
     return {**values, "balanced_accuracy": (values["recall"] + values["specificity"]) / 2}
 
 
-THRESHOLD_CRITERIA = ("balanced_accuracy", "f1")
+THRESHOLD_CRITERIA = ("balanced_accuracy", "f1", "fpr")
 
 
 def set_threshold(metrics: MetricCollection, threshold: float) -> None:
@@ -72,17 +72,20 @@ def set_threshold(metrics: MetricCollection, threshold: float) -> None:
             metric.threshold = float(threshold)
 
 
-def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = "balanced_accuracy") -> float | None:
+def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = "balanced_accuracy",
+                   target_fpr: float = 0.05) -> float | None:
     """The decision threshold that maximises balanced accuracy or F1 on these clips (abnormal when score >
-    threshold, as torchmetrics decides). Of equally good thresholds the middle one is taken, for the widest
-    margin. None when the clips hold one class only."""
+    threshold, as torchmetrics decides), or, with `fpr`, catches the most abnormal clips while calling at most
+    `target_fpr` of the normal ones abnormal (a false-alarm budget). Of equally good thresholds the middle one is
+    taken, for the widest margin. None when the clips hold one class only."""
     if criterion not in THRESHOLD_CRITERIA:
         raise ValueError(f"threshold criterion must be one of {THRESHOLD_CRITERIA}, not '{criterion}'")
     labels = labels.bool()
     if labels.all() or not labels.any():
         return None
     values = torch.unique(scores.float())  # sorted
-    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2]).clamp(0.0, 1.0)
+    # Below every score (all abnormal), between neighbours, and at the top (all normal).
+    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:]]).clamp(0.0, 1.0)
     predicted = scores.float()[None, :] > candidates[:, None]
     tp = (predicted & labels).sum(1).float()
     fp = (predicted & ~labels).sum(1).float()
@@ -90,7 +93,9 @@ def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = 
     tn = (~predicted & ~labels).sum(1).float()
     if criterion == "balanced_accuracy":
         value = (tp / (tp + fn) + tn / (tn + fp)) / 2
-    else:
+    elif criterion == "f1":
         value = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+    else:  # recall, where the false-positive rate is within the budget
+        value = torch.where(fp / (fp + tn) <= target_fpr, tp / (tp + fn), torch.tensor(-1.0))
     best = torch.nonzero(value == value.max()).flatten()
     return float(candidates[best[len(best) // 2]])

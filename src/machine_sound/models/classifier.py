@@ -75,8 +75,11 @@ class SpectrogramClassifier(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         threshold: float = 0.5,
         tune_threshold: str | None = "balanced_accuracy",
+        target_fpr: float = 0.05,
     ):
         super().__init__()
+        if not 0 <= target_fpr < 1:
+            raise ConfigError(f"model.target_fpr={target_fpr}: a share of normal clips, from 0 to below 1")
         if tune_threshold not in (None, *THRESHOLD_CRITERIA):
             raise ConfigError(f"model.tune_threshold={tune_threshold}: choose one of {', '.join(THRESHOLD_CRITERIA)} "
                               "or null")
@@ -176,7 +179,7 @@ class SpectrogramClassifier(L.LightningModule):
         self._val_labels.clear()
         criterion = self.hparams.tune_threshold if self.binary else None
         if criterion and not self.trainer.sanity_checking:
-            chosen = best_threshold(scores, labels, criterion)
+            chosen = best_threshold(scores, labels, criterion, self.hparams.target_fpr)
             if chosen is not None:
                 self.threshold.fill_(chosen)
         set_threshold(self.val_metrics, self.threshold.item())
