@@ -174,7 +174,8 @@ def confusion_figure(confusion: torch.Tensor, names):
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 1.8, 1.2 * len(names) + 1.2))
     ax.imshow(confusion.numpy(), cmap="Blues")
     for (i, j), count in np.ndenumerate(confusion.numpy()):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=9)
+        dark = count > confusion.max().item() / 2  # white on the dark cells
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=9, color="white" if dark else "black")
     ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
