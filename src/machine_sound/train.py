@@ -81,7 +81,7 @@ def metrics_record(cfg: DictConfig, datamodule, model, tested: dict, checkpoint:
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
         "bad_files_skipped": len(datamodule.bad_files),
         "metrics": metrics,
-        "per_id": per_id(metrics) if model.scored_by_id else None,
+        "per_id": model.per_id,
         # rows: true class, columns: predicted, in `classes` order (none when scored by ID)
         "confusion": model.confusion.tolist() if model.confusion is not None else None,
     }
@@ -98,16 +98,6 @@ def choose_checkpoint_metric(cfg: DictConfig, scored_by_id: bool) -> None:
         checkpoint.monitor = "val/loss" if scored_by_id else "val/auroc"
     if checkpoint.get("mode") == "auto":
         checkpoint.mode = "min" if str(checkpoint.monitor).endswith("loss") else "max"
-
-
-def per_id(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
-    """{'id_00': {'auroc': ..., 'pauc': ...}, ...} from the test/auroc_<id> and test/pauc_<id> metrics."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        metric, _, machine_id = key.partition("_")
-        if metric in ("auroc", "pauc") and machine_id:
-            out.setdefault(machine_id, {})[metric] = value
-    return out
 
 
 def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:

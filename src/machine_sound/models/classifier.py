@@ -104,15 +104,16 @@ class SpectrogramClassifier(L.LightningModule):
         self.register_buffer("threshold", torch.tensor(float(threshold)))
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
-        self._by_id: list[torch.Tensor] = []  # (anomaly score, anomalous, ID) of test clips scored by ID
         self.confusion: torch.Tensor | None = None
         self.scored_by_id = False
+        self.per_id: dict[str, dict[str, float]] | None = None  # test AUROC and pAUC of each ID, when scored by ID
         self.run_config: dict | None = None  # set by train(); saved in every checkpoint
         # Every test clip's score and label, in test-loader order, kept after the test for the dashboards:
         # binary: (positive-class probability, label); by ID: (anomaly score, anomalous); multi-class: (probs, label)
         self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
         self._test_scores: list[torch.Tensor] = []
         self._test_labels: list[torch.Tensor] = []
+        self._test_ids: list[torch.Tensor] = []  # the machine ID of each test clip scored by ID
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is not None:
@@ -129,7 +130,7 @@ class SpectrogramClassifier(L.LightningModule):
         scores = probs[:, 1] if self.binary else probs  # binary: the positive class's probability
         if anomalous:  # labels are machine IDs: the anomaly score is how little the clip looks like its own ID
             own = probs.gather(1, label[:, None]).squeeze(1)
-            self._by_id.append(torch.stack([1 - own, anomalous[0].float(), label.float()]).detach())
+            self._test_ids.append(label.detach().cpu())
         elif stage == "val":  # scored at the epoch's end, once the threshold for this epoch is chosen
             self._val_scores.append(scores.detach())
             self._val_labels.append(label.detach())
@@ -194,11 +195,12 @@ class SpectrogramClassifier(L.LightningModule):
             self.test_confusion.threshold = self.threshold.item()
         self._test_scores.clear()
         self._test_labels.clear()
+        self._test_ids.clear()
 
     def on_test_epoch_end(self) -> None:
         self.test_outputs = (torch.cat(self._test_scores), torch.cat(self._test_labels))
-        if self._by_id:
-            self._log_anomaly_by_id()
+        if self._test_ids:
+            self._log_anomaly_by_id(*self.test_outputs, torch.cat(self._test_ids))
             return
         self._log_epoch("test")
         self.confusion = self.test_confusion.compute().long().cpu()  # rows: true class, columns: predicted
@@ -207,27 +209,27 @@ class SpectrogramClassifier(L.LightningModule):
             self.log_dict({"test/tn": float(tn), "test/fp": float(fp), "test/fn": float(fn), "test/tp": float(tp)})
         self.test_confusion.reset()
 
-    def _log_anomaly_by_id(self) -> None:
+    def _log_anomaly_by_id(self, score: torch.Tensor, anomalous: torch.Tensor, ids: torch.Tensor) -> None:
         """DCASE's metrics: AUROC and pAUC (max FPR 0.1) of the anomaly score within each machine ID, and their
         means as test/auroc and test/pauc."""
-        score, anomalous, ids = torch.cat(self._by_id, dim=1)
-        self._by_id.clear()
         self.test_metrics.reset()
         self.scored_by_id = True
         names = getattr(self.trainer.datamodule, "class_names", None) or range(self.hparams.num_classes)
-        values: dict[str, torch.Tensor] = {}
+        per_id: dict[str, dict[str, torch.Tensor]] = {}
         for k, name in enumerate(names):
             mask = ids == k
             if not mask.any() or anomalous[mask].min() == anomalous[mask].max():  # no clips, or one class only
                 continue
-            values[f"test/auroc_{name}"] = binary_auroc(score[mask], anomalous[mask].long())
-            values[f"test/pauc_{name}"] = binary_auroc(score[mask], anomalous[mask].long(), max_fpr=0.1)
-        for metric in ("auroc", "pauc"):
-            per_id = [v for k, v in values.items() if k.startswith(f"test/{metric}_")]
-            values[f"test/{metric}"] = torch.stack(per_id).mean() if per_id else torch.tensor(float("nan"))
-        if not any(k.startswith("test/auroc_") for k in values):  # e.g. fast_dev_run's single test batch
+            per_id[str(name)] = {"auroc": binary_auroc(score[mask], anomalous[mask].long()),
+                                 "pauc": binary_auroc(score[mask], anomalous[mask].long(), max_fpr=0.1)}
+        if not per_id:  # e.g. fast_dev_run's single test batch
             log.warning("no machine ID had both normal and anomalous test clips: test AUROC and pAUC are NaN")
+        values = {f"test/{metric}_{name}": v for name, m in per_id.items() for metric, v in m.items()}
+        for metric in ("auroc", "pauc"):
+            means = [m[metric] for m in per_id.values()]
+            values[f"test/{metric}"] = torch.stack(means).mean() if means else torch.tensor(float("nan"))
         self.log_dict(values)
+        self.per_id = {name: {metric: float(v) for metric, v in m.items()} for name, m in per_id.items()}
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
