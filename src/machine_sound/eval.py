@@ -19,13 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from machine_sound.errors import ConfigError, DataError, MachineSoundError
 from machine_sound.train import instantiate, metrics_record, one_line, summary
 
-log = logging.getLogger(__name__)
 USAGE = "usage: python -m machine_sound.eval ckpt_path=<checkpoint.ckpt> [key=value ...]"
 _ABSENT = object()
 
 
-def run_config(ckpt_path: str | Path) -> DictConfig:
-    """The training config stored in a checkpoint, with one clear error for every way that can fail."""
+def load_checkpoint(ckpt_path: str | Path) -> dict:
+    """A checkpoint written by this project's training, with one clear error for every way that can fail."""
     import torch
 
     from machine_sound.models.classifier import RUN_CONFIG
@@ -40,6 +39,13 @@ def run_config(ckpt_path: str | Path) -> DictConfig:
                         ) from None
     if not isinstance(checkpoint, dict) or RUN_CONFIG not in checkpoint:
         raise DataError(f"{path} is not a checkpoint written by machine-sound training (it holds no run config)")
+    return checkpoint
+
+
+def run_config(checkpoint: dict) -> DictConfig:
+    """The training run's config that a checkpoint from `load_checkpoint` carries."""
+    from machine_sound.models.classifier import RUN_CONFIG
+
     return OmegaConf.create(checkpoint[RUN_CONFIG])
 
 
@@ -62,7 +68,7 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
 
     from machine_sound.models import SpectrogramClassifier
 
-    cfg = run_config(ckpt_path)
+    cfg = run_config(load_checkpoint(ckpt_path))
     apply_overrides(cfg, list(overrides))
     if output_dir is None:
         output_dir = Path(cfg.paths.log_dir) / "evals" / str(cfg.data.name) / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine_sound.data.audio import BadFileError, Decoding, decode
+from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length
+from machine_sound.data.datamodule import restore_frontend
 from machine_sound.errors import ConfigError, DataError, MachineSoundError
 
 log = logging.getLogger(__name__)
@@ -32,27 +33,25 @@ class Scorer:
     """A trained model with its front end and decode settings, ready to score waveforms."""
 
     def __init__(self, ckpt_path: str | Path, overrides: list[str] = ()):
-        from machine_sound.eval import apply_overrides, run_config
+        from machine_sound.eval import apply_overrides, load_checkpoint, run_config
         from machine_sound.models import SpectrogramClassifier
         from machine_sound.train import instantiate
 
-        cfg = run_config(ckpt_path)
+        checkpoint = load_checkpoint(ckpt_path)
+        cfg = run_config(checkpoint)
         apply_overrides(cfg, list(overrides))
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         data_state = next((v for v in checkpoint.values() if isinstance(v, dict) and "frontend" in v
                            and "class_names" in v), None)
         if data_state is None:
             raise DataError(f"{ckpt_path} holds no data settings (written before predict existed?); retrain")
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.frontend = instantiate(cfg.features.frontend)
-        self.frontend.load_state_dict(data_state["frontend"])
-        self.frontend.subtract_background = data_state["subtract_background"]
+        restore_frontend(self.frontend, data_state)
         self.frontend.to(self.device).eval()
         # The trained weights replace any pretrained ones: nothing is downloaded or read besides the checkpoint.
         self.model = SpectrogramClassifier.load_from_checkpoint(ckpt_path, map_location=self.device, weights_only=True,
                                                                 pretrained=False, weights_path=None).eval()
-        channel = data_state["channel"]
-        self.decoding = Decoding(data_state["sample_rate"], list(channel) if isinstance(channel, tuple) else channel,
+        self.decoding = Decoding(data_state["sample_rate"], data_state["channel"],
                                  bool(cfg.data.get("resample", False)))
         self.num_frames = int(data_state["num_frames"])
         self.class_names = list(data_state["class_names"])
@@ -63,9 +62,7 @@ class Scorer:
         """(channels, frames) -> (windows, channels, num_frames): back to back, the last one ending with the clip."""
         frames, n = wave.shape[-1], self.num_frames
         if frames <= n:
-            out = np.zeros((1, wave.shape[0], n), dtype=np.float32)
-            out[0, :, :frames] = wave
-            return out
+            return fit_length(wave, n)[None]
         starts = list(range(0, frames - n + 1, n))
         if starts[-1] != frames - n:
             starts.append(frames - n)

@@ -64,6 +64,13 @@ class Decoding:
             raise ConfigError(f"data.sample_rate={self.sample_rate} must be positive")
 
     @property
+    def picks(self) -> tuple[int, ...]:
+        """The channels read, in order; () for the mean of all."""
+        if isinstance(self.channel, str):
+            return ()
+        return self.channel if isinstance(self.channel, tuple) else (self.channel,)
+
+    @property
     def out_channels(self) -> int:
         """Channels of a decoded clip, which is the image channels (`in_chans`) the backbone gets."""
         return len(self.channel) if isinstance(self.channel, tuple) else 1
@@ -88,9 +95,7 @@ def probe(path: str | Path, decoding: Decoding) -> sf._SoundFileInfo:
         raise DataError(f"{path} has sample rate {info.samplerate} Hz but data.sample_rate is "
                         f"{decoding.sample_rate} Hz; set data.sample_rate={info.samplerate}, or data.resample=true "
                         "to resample on loading")
-    channels = decoding.channel if isinstance(decoding.channel, tuple) else (
-        (decoding.channel,) if isinstance(decoding.channel, int) else ())
-    if channels and max(channels) >= info.channels:
+    if decoding.picks and max(decoding.picks) >= info.channels:
         raise DataError(f"{path} has {info.channels} channel(s) but data.channel={decoding.channel!r}; "
                         f"choose channels from 0 to {info.channels - 1}")
     return info
@@ -106,11 +111,7 @@ def decode(path: str | Path, decoding: Decoding) -> tuple[np.ndarray, str]:
         raise BadFileError(path, f"cannot decode {path}: {err}; delete or replace it") from None
     if not np.isfinite(data).all():
         raise BadFileError(path, f"{path} contains NaN or infinite samples; delete or replace it")
-    if isinstance(decoding.channel, str):  # mean
-        wave = data.mean(axis=1, keepdims=True).T
-    else:
-        picks = decoding.channel if isinstance(decoding.channel, tuple) else (decoding.channel,)
-        wave = data[:, list(picks)].T
+    wave = data[:, list(decoding.picks)].T if decoding.picks else data.mean(axis=1, keepdims=True).T
     if info.samplerate != decoding.sample_rate:
         wave = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), info.samplerate,
                                               decoding.sample_rate).numpy()

@@ -147,8 +147,13 @@ class AudioDataModule(L.LightningDataModule):
 
     def make_splits(self, items: list[Item]) -> dict[str, list[Item]]:
         """Train/val/test: stratified random by default; a layout with its own split overrides this."""
-        assignment = stratified_split([label for _, label in items], seed=self.split_seed,
-                                      class_names=self.class_names, **self.fractions)
+        return self.stratified(items, **self.fractions)
+
+    def stratified(self, items: list[Item], train: float, val: float, test: float) -> dict[str, list[Item]]:
+        """`items` split at these fractions keeping the class ratio, seeded by `split_seed`; with test=0 the
+        'test' list is empty."""
+        assignment = stratified_split([label for _, label in items], train, val, test, seed=self.split_seed,
+                                      class_names=self.class_names)
         return {name: [item for item, s in zip(items, assignment) if s == name] for name in SPLITS}
 
     def describe(self) -> str:
@@ -292,6 +297,11 @@ class AudioDataModule(L.LightningDataModule):
                 "scored_by_id": self.scored_by_id}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.frontend.load_state_dict(state_dict["frontend"])
-        if "subtract_background" in state_dict:
-            self.frontend.subtract_background = state_dict["subtract_background"]
+        restore_frontend(self.frontend, state_dict)
+
+
+def restore_frontend(frontend: LogMelFrontend, state_dict: dict) -> None:
+    """Put a data module's saved front-end state (`AudioDataModule.state_dict`) into `frontend`."""
+    frontend.load_state_dict(state_dict["frontend"])
+    if "subtract_background" in state_dict:
+        frontend.subtract_background = state_dict["subtract_background"]

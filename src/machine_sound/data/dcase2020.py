@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from machine_sound.data.datamodule import AudioDataModule, Item
-from machine_sound.data.split import stratified_split
 from machine_sound.errors import ConfigError, DataError
 
 # DCASE 2020 development data: MIMII channel 0 (fan, pump, slider, valve) and ToyADMOS (ToyCar, ToyConveyor).
@@ -69,11 +68,9 @@ class Dcase2020DataModule(AudioDataModule):
         return [(path, self.class_names.index(machine_id)) for path, machine_id, _ in self.train_files]
 
     def make_splits(self, items: list[Item]) -> dict[str, list[Item]]:
-        assignment = stratified_split([label for _, label in items], seed=self.split_seed,
-                                      class_names=self.class_names, **self.fractions)
+        splits = self.stratified(items, **self.fractions)  # train/val from train/; data.split.test is 0
         flags = {path: int(anomalous) for path, _, anomalous in self.test_files}
-        test = self.check([(path, self.class_names.index(machine_id)) for path, machine_id, _ in self.test_files])
-        self.anomalous["test"] = [flags[path] for path, _ in test]
-        return {"train": [item for item, s in zip(items, assignment) if s == "train"],
-                "val": [item for item, s in zip(items, assignment) if s == "val"],
-                "test": test}
+        splits["test"] = self.check([(path, self.class_names.index(machine_id))
+                                     for path, machine_id, _ in self.test_files])
+        self.anomalous["test"] = [flags[path] for path, _ in splits["test"]]
+        return splits

@@ -14,18 +14,14 @@ another SNR folder (MIMII's SNR folders hold the same machine sounds mixed with 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
 from machine_sound.data.datamodule import AudioDataModule, Item
-from machine_sound.data.split import stratified_split
 from machine_sound.data.synthetic import SyntheticMimii, parse_snr
 from machine_sound.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 PROTOCOLS = ("stratified", "baseline")
@@ -140,10 +136,7 @@ class MimiiDataModule(AudioDataModule):
             return splits
         # baseline: train/val from the pool at the train:val ratio; the test set is the protocol's, for this ID
         total = self.fractions["train"] + self.fractions["val"]
-        assignment = stratified_split([label for _, label in items], train=self.fractions["train"] / total,
-                                      val=self.fractions["val"] / total, test=0.0, seed=self.split_seed,
-                                      class_names=self.class_names)
-        splits = {name: [item for item, s in zip(items, assignment) if s == name] for name in ("train", "val")}
+        splits = self.stratified(items, self.fractions["train"] / total, self.fractions["val"] / total, 0.0)
         normal, abnormal = self.baseline_test_split(self.machine_id)
         test = normal[: len(abnormal)] + abnormal
         test = self.check(self.at_snr(test, self.test_snr) if cross_snr else test)
