@@ -1,8 +1,9 @@
 """How hard is the data? A linear classifier on each clip's time-averaged log-mel spectrum, per machine/ID.
 
-Uses the training pipeline's own data module (same files, split and front end), so the numbers sit beside the
-CNN's. Real faults also show in timing and modulation, which time-averaging throws away; on a good dataset this
-baseline stays clearly below the CNN. Always answering "normal" is shown too (balanced accuracy 0.5, F1 0).
+Uses the training pipeline's own data module and the model's front-end settings (same files, split and log-mel),
+so the numbers sit beside the CNN's. Real faults also show in timing and modulation, which time-averaging throws
+away; on a good dataset this baseline stays clearly below the CNN. Always answering "normal" is shown too
+(balanced accuracy 0.5, F1 0).
 
     python benchmarks/linear_baseline.py [snr=-6_dB] [data=mimii data.root=...] [--out results.md]
 """
@@ -15,35 +16,34 @@ import time
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from machine_sound.train import CONFIG_DIR
+from machine_sound.config import compose, instantiate
+from machine_sound.models.frontend import LogMelFrontend
 
 
-def averaged_log_mel(datamodule, split: str) -> tuple[np.ndarray, np.ndarray]:
+def averaged_log_mel(datamodule, frontend: LogMelFrontend, split: str) -> tuple[np.ndarray, np.ndarray]:
     dataset = datamodule.dataset(split)
     feats, labels = [], []
     for start in range(0, len(dataset), 32):
-        waves, ys = zip(*(dataset[i] for i in range(start, min(start + 32, len(dataset)))))
-        spec = datamodule.frontend.log_mel(torch.stack(waves))  # (B, 1, mels, frames)
+        waves, ys, _ = zip(*(dataset[i] for i in range(start, min(start + 32, len(dataset)))))
+        spec = frontend.log_mel(torch.stack(waves))  # (B, 1, mels, frames), in dB
         feats.append(spec.mean(dim=-1).flatten(1).numpy())
         labels += ys
     return np.concatenate(feats), np.array(labels)
 
 
 def evaluate(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=overrides + ["paths.output_dir=/tmp/linear-baseline"])
+    cfg = compose(overrides + ["paths.output_dir=/tmp/linear-baseline"])
     cfg.data.run_dir = None
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    x = {s: averaged_log_mel(datamodule, s) for s in ("train", "val", "test")}
+    frontend = LogMelFrontend(**cfg.model.frontend)  # the model's front end settings; the mean over time in dB
+    x = {s: averaged_log_mel(datamodule, frontend, s) for s in ("train", "val", "test")}
     best_c, best_auc = None, -1.0
     for c in (0.001, 0.01, 0.1, 1.0, 10.0):  # choose the regularisation on validation data
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000, class_weight="balanced"))

@@ -27,12 +27,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from machine_sound.callbacks import DataWaitMonitor
+from machine_sound.config import compose, instantiate
 from machine_sound.data.datamodule import ClipDataset
-from machine_sound.train import CONFIG_DIR, instantiate, shape_from_data
+from machine_sound.models.classifier import SpectrogramClassifier
+from machine_sound.models.frontend import LogMelFrontend
+from machine_sound.train import shape_from_data
 
 REPO = Path(__file__).resolve().parents[1]
 CLASS_DIRS = ("0_normal", "1_abnormal")  # ImageFolder sorts class folders by name: normal must be label 0
@@ -52,11 +54,9 @@ class EpochTimer(L.Callback):
 
 
 def compose_cfg(args, *overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[
-            f"paths.data_dir={args.root}", "paths.output_dir=/tmp/machine-sound-bench", "machine=pump", "id=id_04",
-            "data.generator.channels=8", f"data.generator.n_normal={args.normal}",
-            f"data.generator.n_abnormal={args.abnormal}", f"trainer.max_epochs={args.epochs}", *overrides])
+    cfg = compose([f"paths.data_dir={args.root}", "paths.output_dir=/tmp/machine-sound-bench", "machine=pump",
+                   "id=id_04", "data.generator.channels=8", f"data.generator.n_normal={args.normal}",
+                   f"data.generator.n_abnormal={args.abnormal}", f"trainer.max_epochs={args.epochs}", *overrides])
     cfg.data.run_dir = None
     return cfg
 
@@ -70,7 +70,8 @@ def fit_and_test(cfg, model, datamodule) -> dict:
                         callbacks=[monitor, timer])
     L.seed_everything(cfg.seed, workers=True)
     trainer.fit(model, datamodule=datamodule)
-    tested = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    tested = trainer.callback_metrics  # the model keeps its test metrics out of the (absent) loggers
     return {"epoch_s": timer.seconds, "data_wait_share": [h["perf/data_wait_share"] for h in monitor.history],
             "test": {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")}}
 
@@ -108,16 +109,40 @@ def render_pngs(datamodule, cfg, out: Path) -> None:
 
     shutil.rmtree(out, ignore_errors=True)
     sample_rate, frames = cfg.data.sample_rate, datamodule.num_frames
-    for split, items in datamodule.splits.items():
-        for path, label in items:
+    for split, records in datamodule.splits.items():
+        for path, label in ((r.path, r.label) for r in records):
             wave, _ = librosa.load(path, sr=sample_rate, mono=False)
             wave = wave[0] if wave.ndim > 1 else wave
             wave = np.pad(wave[:frames], (0, max(0, frames - len(wave))))
-            db = librosa_log_mel(wave, sample_rate, cfg.features.frontend)
-            pixels = np.clip((db + cfg.features.frontend.top_db) / cfg.features.frontend.top_db * 255, 0, 255)
+            db = librosa_log_mel(wave, sample_rate, cfg.model.frontend)
+            pixels = np.clip((db + cfg.model.frontend.top_db) / cfg.model.frontend.top_db * 255, 0, 255)
             target = out / split / CLASS_DIRS[label] / f"{path.parent.name}_{path.stem}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[::-1].astype(np.uint8)).save(target)
+
+
+class ImageClassifier(SpectrogramClassifier):
+    """The same backbone, loss, metrics and validation-chosen threshold, fed the PNG images instead of waveforms."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+    def setup(self, stage: str) -> None:  # no front end to fit: the images are the features
+        pass
+
+
+class Flagged(torch.utils.data.Dataset):
+    """(image, label) -> (image, label, anomalous): the batch shape of every task (abnormal is label 1)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        image, label = self.images[index]
+        return image, label, label
 
 
 class PngImageFolder(L.LightningDataModule):
@@ -130,10 +155,12 @@ class PngImageFolder(L.LightningDataModule):
         transform = transforms.Compose([transforms.Grayscale(1), transforms.ToTensor(),
                                         transforms.Normalize([0.5], [0.5])])
         self.sets = {s: datasets.ImageFolder(str(root / s), transform=transform) for s in ("train", "val", "test")}
+        self.labels = np.array(self.sets["train"].targets)
+        self.sets = {s: Flagged(images) for s, images in self.sets.items()}
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):
-        labels = np.array(self.sets["train"].targets)
+        labels = self.labels
         weights = 1.0 / np.bincount(labels)[labels]
         generator = torch.Generator().manual_seed(self.seed)
         sampler = WeightedRandomSampler(weights.tolist(), len(labels), generator=generator)
@@ -153,7 +180,8 @@ def run_png(args, ours_datamodule) -> dict:
     start = time.perf_counter()
     render_pngs(ours_datamodule, cfg, out)
     preprocess = time.perf_counter() - start
-    model = instantiate(cfg.model, in_chans=1, num_classes=2)
+    model = instantiate(cfg.model, _target_=f"{__name__}.ImageClassifier", in_chans=1,
+                        class_names=["normal", "abnormal"])
     result = fit_and_test(cfg, model, PngImageFolder(out, cfg.data.batch_size, cfg.seed))
     result.update(preprocess_s=preprocess, disk_bytes=sum(f.stat().st_size for f in out.rglob("*.png")))
     return result
@@ -167,7 +195,7 @@ def front_end(args, datamodule, cfg) -> dict:
     dataset = datamodule.dataset("train")
     waves = torch.stack([dataset[i][0] for i in range(len(dataset))])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    frontend, on_device = datamodule.frontend.to(device), waves.to(device)
+    frontend, on_device = LogMelFrontend(**cfg.model.frontend).to(device), waves.to(device)
     frontend.log_mel(on_device[:16])  # warm-up
     start = time.perf_counter()
     for batch in on_device.split(cfg.data.batch_size):
@@ -175,10 +203,10 @@ def front_end(args, datamodule, cfg) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     batched = time.perf_counter() - start
-    librosa_log_mel(waves[0, 0].numpy(), cfg.data.sample_rate, cfg.features.frontend)  # warm-up (numba)
+    librosa_log_mel(waves[0, 0].numpy(), cfg.data.sample_rate, cfg.model.frontend)  # warm-up (numba)
     start = time.perf_counter()
     for wave in waves.numpy():
-        librosa_log_mel(wave[0], cfg.data.sample_rate, cfg.features.frontend)
+        librosa_log_mel(wave[0], cfg.data.sample_rate, cfg.model.frontend)
     per_clip = time.perf_counter() - start
     return {"clips": len(waves), "device": device.type, "torchaudio_s": batched, "librosa_s": per_clip}
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hydra import compose, initialize_config_dir
 
-from machine_sound.train import CONFIG_DIR, instantiate
+from machine_sound.config import compose, instantiate
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
@@ -20,7 +19,7 @@ SMALL = [
     "data.generator.n_normal=15",
     "data.generator.n_abnormal=6",
     "data.batch_size=4",
-    "data.norm_clips=8",
+    "model.norm_clips=8",
     "trainer.max_epochs=1",
     "trainer.log_every_n_steps=1",
 ]
@@ -31,9 +30,7 @@ def make_cfg(output_dir: Path, data_dir: Path, overrides=()):
     real_data = [o for o in overrides if o.startswith("data=") and o != "data=synthetic" or o == "sweep=dcase2020"]
     if real_data:  # no generator to shrink
         small = [o for o in SMALL if not o.startswith("data.generator.")]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={output_dir}", f"paths.data_dir={data_dir}",
-                                           *small, *overrides])
+    return compose([f"paths.output_dir={output_dir}", f"paths.data_dir={data_dir}", *small, *overrides])
 
 
 @pytest.fixture(scope="session")

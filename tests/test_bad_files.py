@@ -81,8 +81,8 @@ def test_a_clip_shorter_than_the_crop_is_zero_padded(cfg_factory, tmp_path):
     folder = make_mimii(tmp_path / "mimii", seconds=0.5)
     write_wav(folder / "abnormal" / "00000000.wav", seconds=0.1)
     datamodule = setup_mimii(cfg_factory, tmp_path / "mimii")
-    waves = {str(path): datamodule.dataset(name)[i][0] for name, part in datamodule.splits.items()
-             for i, (path, _) in enumerate(part)}
+    waves = {str(record.path): datamodule.dataset(name)[i][0] for name, part in datamodule.splits.items()
+             for i, record in enumerate(part)}
     short = waves[str(folder / "abnormal" / "00000000.wav")]
     assert short.shape == (1, 8000)
     assert short[0, :1600].abs().sum() > 0 and not short[0, 1600:].any()

@@ -8,9 +8,10 @@ import pytest
 import soundfile as sf
 
 from conftest import REAL_SAMPLES, make_mimii, setup_mimii, write_wav
+from machine_sound.config import instantiate
 from machine_sound.data.audio import Decoding, decode
 from machine_sound.errors import ConfigError, DataError
-from machine_sound.train import instantiate, shape_from_data, train
+from machine_sound.train import shape_from_data, train
 
 FAST = ["trainer.fast_dev_run=true", "model.backbone=mobilenetv3_small_050"]
 
@@ -52,10 +53,10 @@ def test_stacked_channels_become_the_backbones_input_channels(cfg_factory, tmp_p
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
-    wave, label = next(iter(datamodule.train_dataloader()))
-    spec, _ = datamodule.on_after_batch_transfer((wave, label), 0)
+    wave, label, _ = next(iter(datamodule.train_dataloader()))
+    spec = model.frontend(wave)
     assert wave.shape[1] == spec.shape[1] == model.hparams.in_chans == 3
-    assert model(spec).shape == (len(label), 2)
+    assert model(wave).shape == (len(label), 2)
     with pytest.raises(ConfigError, match=r"model.in_chans=1 but the data gives 3"):
         train(cfg_factory(*data, "model.in_chans=1", *FAST, output_dir=tmp_path / "run2"))
 
@@ -87,39 +88,63 @@ def test_class_folders_train_a_multiclass_model_with_multiclass_metrics(cfg_fact
     assert {r["class"] for r in rows if r["split"] == "test"} == {"drill", "hammer", "saw"}
 
 
+def test_a_class_folder_run_is_named_by_its_root_and_classes_not_by_a_machine(cfg_factory, tmp_path):
+    from test_sweep import hparams_of
+
+    root = make_folder(tmp_path / "sounds", {"ok": 6, "worn": 6})
+    run = tmp_path / "run"
+    train(cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", *FAST, output_dir=run))
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["root"] == str(root) and saved["classes"] == ["ok", "worn"] and saved["layout"] == "folder"
+    assert not {"machine", "id", "snr"} & set(saved)
+    hparams = hparams_of(run / "tensorboard")
+    assert hparams["root"] == str(root) and hparams["classes"] == "ok,worn" and hparams["task"] == "multiclass"
+    assert not {"machine", "id", "snr"} & set(hparams)
+    with pytest.raises(Exception, match="Could not override 'machine'"):  # the layout has no machine key
+        cfg_factory("data=folder", f"data.root={root}", "machine=pump")
+
+
+def test_two_class_folders_as_a_binary_task_get_a_threshold_and_pauc(cfg_factory, tmp_path):
+    root = make_folder(tmp_path / "sounds", {"normal": 8, "abnormal": 8})
+    result = train(cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", "data.task=binary",
+                               "data.reader.classes=[normal,abnormal]", *FAST))
+    assert result["task"] == "binary" and result["positive_class"] == "abnormal" and result["threshold"] is not None
+    assert {"auroc", "pauc", "tp", "fn"} <= set(result["metrics"])
+
+
 def test_classes_pick_and_order_the_folders(cfg_factory, tmp_path):
     root = make_folder(tmp_path / "sounds", {"bad": 6, "good": 6, "other": 3})
-    cfg = cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", "data.classes=[good,bad]")
+    cfg = cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", "data.reader.classes=[good,bad]")
     datamodule = instantiate(cfg.data)
-    assert datamodule.class_names == ("good", "bad") and datamodule.num_classes == 2
+    assert datamodule.class_names == ("good", "bad")
     datamodule.setup("fit")
     assert sum(len(p) for p in datamodule.splits.values()) == 12
-    with pytest.raises(DataError, match=r"data.classes names missing .*class folders: bad, good, other"):
-        instantiate(cfg_factory("data=folder", f"data.root={root}", "data.classes=[good,missing]").data)
+    with pytest.raises(DataError, match=r"data.reader.classes names missing .*class folders: bad, good, other"):
+        instantiate(cfg_factory("data=folder", f"data.root={root}", "data.reader.classes=[good,missing]").data).setup()
 
 
 def test_one_class_folder_is_not_enough(cfg_factory, tmp_path):
     root = make_folder(tmp_path / "sounds", {"only": 3})
     with pytest.raises(ConfigError, match="has 1 class folder.*needs at least 2"):
-        instantiate(cfg_factory("data=folder", f"data.root={root}").data)
+        instantiate(cfg_factory("data=folder", f"data.root={root}").data).setup()
 
 
 def test_cross_snr_tests_the_same_recordings_at_another_snr(cfg_factory, tmp_path):
     for snr in ("-6_dB", "6_dB"):
         make_mimii(tmp_path / "mimii", n_normal=6, n_abnormal=4, snr=snr)
-    datamodule = setup_mimii(cfg_factory, tmp_path / "mimii", "data.test_snr=6_dB")
-    assert all("/-6_dB_pump/" in str(p) for name in ("train", "val") for p, _ in datamodule.splits[name])
-    test = datamodule.splits["test"]
-    assert test and all("/6_dB_pump/" in str(p) for p, _ in test)
+    datamodule = setup_mimii(cfg_factory, tmp_path / "mimii", "data.reader.test_snr=6_dB")
+    assert all("/-6_dB_pump/" in str(r.path) for name in ("train", "val") for r in datamodule.splits[name])
+    test = [r.path for r in datamodule.splits["test"]]
+    assert test and all("/6_dB_pump/" in str(p) for p in test)
     plain = setup_mimii(cfg_factory, tmp_path / "mimii")
-    assert [(p.name, p.parent.name) for p, _ in plain.splits["test"]] == [(p.name, p.parent.name) for p, _ in test]
-    (tmp_path / "mimii" / "6_dB_pump" / "pump" / "id_00" / test[0][0].parent.name / test[0][0].name).unlink()
-    with pytest.raises(DataError, match=r"data.test_snr=6_dB: .* is missing; cross-SNR testing needs the same"):
-        setup_mimii(cfg_factory, tmp_path / "mimii", "data.test_snr=6_dB")
+    assert [(r.path.name, r.path.parent.name) for r in plain.splits["test"]] == [(p.name, p.parent.name) for p in test]
+    (tmp_path / "mimii" / "6_dB_pump" / "pump" / "id_00" / test[0].parent.name / test[0].name).unlink()
+    with pytest.raises(DataError, match=r"data.reader.test_snr=6_dB: .* is missing; cross-SNR testing needs the same"):
+        setup_mimii(cfg_factory, tmp_path / "mimii", "data.reader.test_snr=6_dB")
 
 
 def test_cross_snr_on_synthetic_data_generates_both_snrs(cfg_factory):
-    cfg = cfg_factory("snr=6_dB", "data.test_snr=0_dB", *FAST)
+    cfg = cfg_factory("snr=6_dB", "data.reader.test_snr=0_dB", *FAST)
     result = train(cfg)
     assert result["name"] == "6_dB_pump/id_04 (test at 0_dB)"
 
@@ -176,7 +201,8 @@ def test_dcase2020_learns_ids_on_train_and_scores_its_own_test_folder_by_id(cfg_
     run = tmp_path / "run"
     result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=1.0",
                                "model.backbone=mobilenetv3_small_050", output_dir=run))
-    assert result["classes"] == ["id_00", "id_02"] and result["scored_by_id"] and result["layout"] == "dcase2020"
+    assert result["classes"] == ["id_00", "id_02"] and result["task"] == "id_anomaly"
+    assert result["layout"] == "dcase2020" and result["machine"] == "fan" and "id" not in result
     assert result["per_id"]["id_02"] == {"auroc": result["metrics"]["auroc_id_02"],
                                          "pauc": result["metrics"]["pauc_id_02"]}
     assert {"auroc", "pauc", "auroc_id_00", "pauc_id_00", "auroc_id_02", "pauc_id_02"} <= set(result["metrics"])
@@ -207,7 +233,7 @@ def test_dcase2020_layout_problems_are_named(cfg_factory, tmp_path, problem, mat
     elif problem == "anomaly in train":
         write_wav(root / "fan" / "train" / "anomaly_id_00_00000000.wav")
     with pytest.raises(DataError, match=match):
-        instantiate(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan").data)
+        instantiate(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan").data).setup()
 
 
 @pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
@@ -224,26 +250,27 @@ def test_real_dcase_files_train_and_test(cfg_factory, tmp_path, machine):
 @pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="needs ../shared/real-samples")
 def test_real_dcase_samples_without_a_train_folder_give_the_clear_error(cfg_factory):
     with pytest.raises(DataError, match=r"no folder .*fan/train; data=dcase2020 expects"):
-        instantiate(cfg_factory("data=dcase2020", f"data.root={REAL_SAMPLES / 'dcase2020'}", "machine=fan").data)
+        root = REAL_SAMPLES / "dcase2020"
+        instantiate(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan").data).setup()
 
 
 def test_mimii_baseline_protocol_tests_on_first_n_normal_and_all_abnormal(cfg_factory, tmp_path):
     for machine_id in ("id_00", "id_02"):
         make_mimii(tmp_path / "mimii", n_normal=9, n_abnormal=3, machine_id=machine_id, seconds=1.0)
     data = ["data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_02", "data.clip_seconds=1.0",
-            "data.protocol=baseline", "data.machines.pump=[id_00,id_02]"]
+            "data.reader.protocol=baseline", "data.reader.machines.pump=[id_00,id_02]"]
     datamodule = instantiate(cfg_factory(*data).data)
     datamodule.setup("fit")
     assert datamodule.class_names == ("id_00", "id_02")
-    test = [(p.parent.parent.name, p.parent.name, p.name, label) for p, label in datamodule.splits["test"]]
+    test = [(r.path.parent.parent.name, r.path.parent.name, r.path.name, r.label) for r in datamodule.splits["test"]]
     expected = [("id_02", kind, f"{i:08d}.wav", 1) for kind, n in (("normal", 3), ("abnormal", 3)) for i in range(n)]
-    assert test == expected and datamodule.anomalous["test"] == [0, 0, 0, 1, 1, 1]
+    assert test == expected and [r.anomalous for r in datamodule.splits["test"]] == [0, 0, 0, 1, 1, 1]
     pool = datamodule.splits["train"] + datamodule.splits["val"]
-    assert len(pool) == 2 * 6 and all(p.parent.name == "normal" for p, _ in pool)
-    assert not {p for p, _ in pool} & {p for p, _ in datamodule.splits["test"]}
-    assert {label for _, label in datamodule.splits["val"]} == {0, 1}
+    assert len(pool) == 2 * 6 and all(r.path.parent.name == "normal" for r in pool)
+    assert not {r.path for r in pool} & {r.path for r in datamodule.splits["test"]}
+    assert {r.label for r in datamodule.splits["val"]} == {0, 1}
     result = train(cfg_factory(*data, "model.backbone=mobilenetv3_small_050"))
-    assert result["scored_by_id"] and {"auroc", "pauc", "auroc_id_02"} <= set(result["metrics"])
+    assert result["task"] == "id_anomaly" and {"auroc", "pauc", "auroc_id_02"} <= set(result["metrics"])
     assert "auroc_id_00" not in result["metrics"]  # the run is for one machine/ID
 
 
@@ -251,7 +278,8 @@ def test_mimii_baseline_protocol_needs_normal_files_left_to_train_on(cfg_factory
     for machine_id in ("id_00", "id_02"):
         make_mimii(tmp_path / "mimii", n_normal=3, n_abnormal=3, machine_id=machine_id)
     with pytest.raises(DataError, match="has 3 normal and 3 abnormal files: the baseline protocol"):
-        setup_mimii(cfg_factory, tmp_path / "mimii", "data.protocol=baseline", "data.machines.pump=[id_00,id_02]")
+        setup_mimii(cfg_factory, tmp_path / "mimii", "data.reader.protocol=baseline",
+                    "data.reader.machines.pump=[id_00,id_02]")
 
 
 def test_loader_workers_auto_means_none_without_a_gpu_and_bad_values_are_named(monkeypatch):
@@ -266,25 +294,36 @@ def test_loader_workers_auto_means_none_without_a_gpu_and_bad_values_are_named(m
         resolve_workers(-1)
 
 
-@pytest.mark.parametrize("overrides, monitor, mode, subtract", [
-    ([], "val/auroc", "max", True),
-    (["data.protocol=baseline"], "val/loss", "min", False),
-    (["callbacks.model_checkpoint.monitor=val/f1"], "val/f1", "max", True),
-    (["features.frontend.subtract_background=true", "data.protocol=baseline"], "val/loss", "min", True),
+@pytest.mark.parametrize("overrides, task, monitor, mode, subtract", [
+    ([], "binary", "val/auroc", "max", True),
+    (["data.reader.protocol=baseline"], "id_anomaly", "val/loss", "min", False),
+    (["callbacks.model_checkpoint.monitor=val/f1"], "binary", "val/f1", "max", True),
+    (["callbacks.model_checkpoint.monitor=val/loss"], "binary", "val/loss", "min", True),
+    (["model.frontend.subtract_background=true", "data.reader.protocol=baseline"], "id_anomaly", "val/loss", "min",
+     True),
+    (["data=dcase2020", "data.root=/data/dcase"], "id_anomaly", "val/loss", "min", False),
+    (["data=folder", "data.root=/data/sounds"], "multiclass", "val/auroc", "max", False),
 ])
-def test_auto_settings_follow_what_the_labels_are(cfg_factory, tmp_path, overrides, monitor, mode, subtract):
-    """Scored by machine ID: keep the steady spectrum (it tells IDs apart) and pick checkpoints by val/loss."""
-    from machine_sound.train import choose_checkpoint_metric
-
-    for machine_id in ("id_00", "id_02"):
-        make_mimii(tmp_path / "mimii", n_normal=6, n_abnormal=3, machine_id=machine_id)
-    cfg = cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00",
-                      "data.clip_seconds=0.5", "data.machines.pump=[id_00,id_02]", *overrides)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    choose_checkpoint_metric(cfg, datamodule.scored_by_id)
+def test_settings_follow_the_task_fixed_in_the_config(cfg_factory, overrides, task, monitor, mode, subtract):
+    """Scored by machine ID: keep the steady spectrum (it tells IDs apart) and pick checkpoints by val/loss. The
+    composed config already holds what runs (`--cfg job --resolve` prints it); explicit settings win."""
+    cfg = cfg_factory(*overrides)
+    assert cfg.data.task == cfg.model.task == task
     assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == (monitor, mode)
-    assert datamodule.frontend.subtract_background is subtract
+    assert cfg.model.frontend.subtract_background is subtract
+    model = instantiate(cfg.model)
+    assert model.task.name == task and model.frontend.subtract_background is subtract
+
+
+def test_an_unknown_protocol_or_a_task_the_layout_cannot_give_is_named(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match=r"^data.reader.protocol=paper: choose stratified or baseline$"):
+        instantiate(cfg_factory("data.reader.protocol=paper").data)
+    with pytest.raises(ConfigError, match=r"data.task=multiclass, but the mimii reader's recordings are labelled "
+                                          r"for task binary"):
+        instantiate(cfg_factory("data.task=multiclass").data)
+    root = make_folder(tmp_path / "sounds", {"a": 3, "b": 3, "c": 3})
+    with pytest.raises(ConfigError, match=r"data.task=binary needs exactly 2 classes but .* has 3 \(a, b, c\)"):
+        instantiate(cfg_factory("data=folder", f"data.root={root}", "data.task=binary").data).setup()
 
 
 def test_scoring_by_machine_id_finds_clips_that_do_not_fit_their_id(cfg_factory, tmp_path):

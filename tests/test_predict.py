@@ -1,8 +1,11 @@
 """Scoring new recordings with a trained checkpoint: one CSV row per file, decisions as in the test metrics."""
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +111,42 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
         own = "id_00" if "_id_00_" in row["path"] else "id_02"
         assert row["anomaly_score"] == pytest.approx(1 - row[f"p_{own}"], abs=1e-5)
         assert row["predicted_id"] in ("id_00", "id_02") and "decision" not in row
+
+
+def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained, tmp_path):
+    """A sweep job's checkpoint (`.../seed=2,lr=0.1/checkpoints/...`) and odd input and output folders work as
+    typed; other arguments are overrides of the stored config, and an unknown key is refused in one line."""
+    result, _ = trained
+    ckpt = tmp_path / "sweep=1" / "seed=2,lr=0.1 run" / "checkpoints" / "best.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(result["best_checkpoint"], ckpt)
+    inputs = tmp_path / "in, a=b"
+    write_wav(inputs / "x y.wav", seconds=2.0)
+    output = tmp_path / "out=1, c" / "scores.csv"
+    scripts = Path(sys.executable).parent
+
+    def run(*args):
+        return subprocess.run([str(a) for a in args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    done = run(scripts / "machine-sound-predict", f"ckpt_path={ckpt}", f"input={inputs}", f"output={output}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "scored 1 of 1 files" in done.stdout
+    with open(output) as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [str(inputs / "x y.wav")]
+    done = run(scripts / "machine-sound-eval", f"ckpt_path={ckpt}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (metrics,) = (tmp_path / "outputs" / "evals").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["metrics"] == pytest.approx(result["metrics"])
+    done = run(scripts / "machine-sound-predict", f"ckpt_path={ckpt}", f"input={inputs}", "dta.root=/x")
+    assert done.returncode == 2 and done.stderr.strip() == ("error: unknown setting 'dta.root' (the run's config "
+                                                            "has no such key)")
+    done = run(scripts / "machine-sound-eval")
+    assert done.returncode == 2 and "give ckpt_path=..." in done.stderr
+
+
+def test_predict_fails_when_no_file_can_be_scored(trained, tmp_path):
+    result, _ = trained
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.wav").write_bytes(b"not audio at all")
+    with pytest.raises(DataError, match=r"none of the 1 file\(s\) could be read; the first: cannot read"):
+        predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "out.csv")

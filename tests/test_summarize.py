@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from machine_sound.config import swept_overrides
 from machine_sound.summarize import collect, main, table_rows, with_positive, write_summary
-from machine_sound.sweep import claim_gpu, cpu_share, swept_overrides
+from machine_sound.sweep import claim_gpu, cpu_share
 
 
 def metrics(auroc: float, tn=50, fp=10, fn=4, tp=16) -> dict:
@@ -145,13 +146,14 @@ def test_a_dcase_job_gives_a_row_per_id_and_an_unfinished_one_a_single_row(tmp_p
     for machine, status in (("fan", "finished"), ("ToyCar", "unfinished")):
         folder = tmp_path / f"dcase2020_{machine}"
         (folder / ".hydra").mkdir(parents=True)
-        config = {"machine": machine, "id": "id_04", "snr": "-6_dB", "seed": 42,
-                  "data": {"_target_": "machine_sound.data.dcase2020.Dcase2020DataModule"}}
+        config = {"machine": machine, "seed": 42,
+                  "data": {"task": "id_anomaly",
+                           "reader": {"_target_": "machine_sound.data.readers.dcase2020.Dcase2020Reader"}}}
         OmegaConf.save(OmegaConf.create(config), folder / ".hydra" / "config.yaml")
         if status == "finished":
             per_id = {"id_00": {"auroc": 0.9, "pauc": 0.8}, "id_02": {"auroc": 0.7, "pauc": 0.6}}
-            (folder / "metrics.json").write_text(json.dumps({"metrics": {"auroc": 0.8, "pauc": 0.7},
-                                                             "per_id": per_id}))
+            (folder / "metrics.json").write_text(json.dumps({"metrics": {"auroc": 0.8, "pauc": 0.7}, "layout":
+                                                             "dcase2020", "task": "id_anomaly", "per_id": per_id}))
     rows = table_rows(collect(tmp_path))
     jobs = job_rows(rows)
     assert set(jobs) == {"dcase2020_fan/id_00", "dcase2020_fan/id_02", "dcase2020_ToyCar/all IDs"}

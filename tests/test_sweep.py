@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import REPO, SMALL
-from machine_sound.data.synthetic import SyntheticMimii
+from machine_sound.synthetic.generator import SyntheticMimii
 
 
 def hparams_of(run_dir) -> dict:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from machine_sound.data.synthetic import MARKER, SyntheticMimii
 from machine_sound.errors import ConfigError, DataError
+from machine_sound.synthetic.generator import MARKER, SyntheticMimii
 
 SMALL = dict(n_normal=4, n_abnormal=3, duration_s=1.0)
 
@@ -70,7 +70,7 @@ def test_snr_folders_share_the_machine_sound_at_different_noise_levels():
 @pytest.mark.parametrize("machine, index", [("pump", 0), ("slider", 1), ("valve", 0), ("fan", 2)])
 def test_a_fault_adds_its_events_without_making_the_rest_quieter(machine, index, monkeypatch):
     """Levels come from the running sound alone: the fault's events are added on top, nothing else moves."""
-    from machine_sound.data import synthetic
+    from machine_sound.synthetic import generator as synthetic
 
     gen = SyntheticMimii(**{**SMALL, "duration_s": 5.0})
     with_fault = gen.clip("-6_dB", machine, "id_00", "abnormal", index)[:, 0].astype(np.float64)

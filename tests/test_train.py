@@ -10,18 +10,22 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import machine_sound.conf
 from conftest import REPO, make_cfg
-from machine_sound.train import CONFIG_DIR, choose_checkpoint_metric, instantiate, train
+from machine_sound.config import compose, instantiate
+from machine_sound.train import train
+
+CONF = Path(machine_sound.conf.__file__).parent
 
 METRICS = {"accuracy", "balanced_accuracy", "precision", "recall", "specificity", "f1", "auroc", "pauc",
            "loss", "tn", "fp", "fn", "tp"}
 
 
 def group_options():
-    conf = Path(CONFIG_DIR)
-    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name != "hydra"):
+    groups = [p for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__")]
+    for group in sorted([*groups, CONF / "model" / "frontend"]):
         for option in sorted(group.glob("*.yaml")):
-            yield f"{group.name}={option.stem}"
+            yield f"{group.relative_to(CONF)}={option.stem}"
 
 
 @pytest.mark.parametrize("override", list(group_options()))
@@ -31,7 +35,6 @@ def test_every_config_group_option_composes_and_instantiates(override, cfg_facto
         assert cfg.trainer.precision == "bf16-mixed"  # composes; a GPU is needed to build it
     else:
         instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
-    choose_checkpoint_metric(cfg, scored_by_id=False)  # as train() does before building the callbacks
     for node in ("callbacks", "logger"):
         for sub in (cfg.get(node) or {}).values():
             instantiate(sub)
@@ -41,10 +44,7 @@ def test_every_config_group_option_composes_and_instantiates(override, cfg_facto
 
 @pytest.mark.parametrize("launcher, target", [("joblib", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
 def test_sweep_preset_and_launchers_compose(launcher, target):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["sweep=mimii", f"hydra/launcher={launcher}"], return_hydra_config=True)
+    cfg = compose(["sweep=mimii", f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.sweeper.params == {"machine": "fan,pump,slider,valve", "id": "id_00,id_02,id_04,id_06"}
     if launcher == "slurm":
@@ -55,7 +55,7 @@ def test_pooling_and_label_smoothing_reach_the_model(cfg_factory):
     model = instantiate(cfg_factory("model.global_pool=max", "model.label_smoothing=0.1").model)
     assert model.net.global_pool.pool_type == "max"
     assert model.criterion.label_smoothing == 0.1
-    assert model(torch.randn(2, 1, 64, 40)).shape == (2, 2)
+    assert model(torch.randn(2, 1, 16000)).shape == (2, 2)  # waveforms in, logits out
 
 
 def test_the_new_classifier_starts_at_zero_so_training_starts_at_ln2(cfg_factory):
@@ -63,7 +63,7 @@ def test_the_new_classifier_starts_at_zero_so_training_starts_at_ln2(cfg_factory
     model = instantiate(cfg_factory().model)
     head = model.net.get_classifier()
     assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
-    loss = model.criterion(model(torch.randn(4, 1, 64, 40)), torch.tensor([0, 1, 0, 1]))
+    loss = model.criterion(model(torch.randn(4, 1, 16000)), torch.tensor([0, 1, 0, 1]))
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
     random_head = instantiate(cfg_factory("model.zero_init_head=false").model).net.get_classifier()
     assert random_head.weight.abs().sum() > 0
@@ -71,7 +71,7 @@ def test_the_new_classifier_starts_at_zero_so_training_starts_at_ln2(cfg_factory
 
 def test_zero_init_head_names_a_backbone_whose_classifier_it_cannot_zero(monkeypatch):
     from machine_sound.errors import ConfigError
-    from machine_sound.models import create_backbone
+    from machine_sound.models.backbone import create_backbone
 
     def sequential_head(self):
         return torch.nn.Sequential()
@@ -174,11 +174,8 @@ def test_the_model_really_learns(tmp_path):
 
 
 def test_dcase_sweep_preset_selects_the_layout_and_every_machine_type():
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["sweep=dcase2020", "data.root=/data/dcase"], return_hydra_config=True)
-    assert cfg.data._target_.endswith("Dcase2020DataModule") and cfg.data.root == "/data/dcase"
+    cfg = compose(["sweep=dcase2020", "data.root=/data/dcase"], return_hydra_config=True)
+    assert cfg.data.reader._target_.endswith("Dcase2020Reader") and cfg.data.reader.root == "/data/dcase"
     assert cfg.hydra.sweeper.params.machine == "fan,pump,slider,valve,ToyCar,ToyConveyor"
 
 
@@ -190,7 +187,7 @@ def test_evaluating_the_tested_checkpoint_reproduces_the_runs_metrics(cfg_factor
     assert again["metrics"] == pytest.approx(trained["metrics"])
     assert again["threshold"] == pytest.approx(trained["threshold"]) and again["n_test"] == trained["n_test"]
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"] == again["metrics"]
-    other = evaluate(trained["best_checkpoint"], ["data.test_snr=6_dB"], output_dir=tmp_path / "eval6")
+    other = evaluate(trained["best_checkpoint"], ["data.reader.test_snr=6_dB"], output_dir=tmp_path / "eval6")
     assert other["name"] == "-6_dB_pump/id_04 (test at 6_dB)" and other["metrics"] != trained["metrics"]
 
 
@@ -209,7 +206,7 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
     trained = train(cfg_factory(output_dir=tmp_path / "run"))
     with pytest.raises(ConfigError, match="unknown setting 'dta.root'"):
         evaluate(trained["best_checkpoint"], ["dta.root=/x"])
-    with pytest.raises(ConfigError, match="snr: evaluation takes one value per setting"):
+    with pytest.raises(ConfigError, match="snr: one value per setting here, not a sweep"):
         evaluate(trained["best_checkpoint"], ["snr=0_dB,6_dB"])
 
 
@@ -220,3 +217,54 @@ def test_a_diverged_training_stops_with_a_clear_error_instead_of_garbage_metrics
     with pytest.raises(MachineSoundError, match=r"training diverged: the training loss is nan at epoch 0, step 0; "
                                                 r"lower model.optimizer.lr"):
         train(cfg_factory())
+
+
+def test_a_checkpoint_alone_turns_waveforms_into_the_scores_of_the_test_and_of_predict(cfg_factory, tmp_path):
+    """load_from_checkpoint(weights_only=True), then model(wave): the probabilities the test step scored (the
+    run's test_scores.csv) and that predict writes, for every test file."""
+    import csv
+
+    import soundfile as sf
+
+    from machine_sound.data.audio import fit_length
+    from machine_sound.models.classifier import SpectrogramClassifier
+    from machine_sound.predict import predict
+
+    run = tmp_path / "run"
+    result = train(cfg_factory("trainer.max_epochs=2", output_dir=run))
+    model = SpectrogramClassifier.load_from_checkpoint(result["best_checkpoint"], weights_only=True).eval()
+    with open(run / "test_scores.csv") as f:
+        tested = list(csv.DictReader(f))
+    assert len(tested) == sum(result["n_test"].values())
+    frames = int(2.0 * 16000)  # data.clip_seconds of the run
+    waves = torch.stack([torch.from_numpy(fit_length(sf.read(r["path"], dtype="float32", always_2d=True)[0].T,
+                                                     frames)) for r in tested])
+    with torch.no_grad():
+        p_abnormal = model(waves).softmax(dim=-1)[:, 1]
+    assert p_abnormal.tolist() == pytest.approx([float(r["p_abnormal"]) for r in tested], abs=1e-5)
+    (tmp_path / "clips").mkdir()
+    for i, r in enumerate(tested):
+        (tmp_path / "clips" / f"{i:03d}.wav").symlink_to(r["path"])
+    _, rows = predict(result["best_checkpoint"], tmp_path / "clips", tmp_path / "predicted.csv")
+    assert [r["p_abnormal"] for r in rows] == pytest.approx(p_abnormal.tolist(), abs=1e-5)
+
+
+def test_a_model_in_half_precision_keeps_its_front_end_float32(cfg_factory):
+    model = instantiate(cfg_factory().model).eval()
+    wave = torch.randn(2, 1, 16000)
+    with torch.no_grad():
+        full = model(wave)
+        model.to(torch.bfloat16)
+        half = model(wave)
+    assert half.dtype == torch.bfloat16 and full.dtype == torch.float32  # the output follows the model
+    assert all(b.dtype == torch.float32 for b in model.frontend.buffers() if b.is_floating_point())
+    assert next(model.net.parameters()).dtype == torch.bfloat16
+
+
+def test_cfg_job_resolve_prints_what_runs(tmp_path):
+    """No `auto` left for the code to settle later: the composed config says what the task makes of it."""
+    done = subprocess.run([sys.executable, "train.py", "data=dcase2020", "data.root=/data/dcase", "--cfg", "job",
+                           "--resolve"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for line in ("task: id_anomaly", "monitor: val/loss", "mode: min", "subtract_background: false"):
+        assert line in done.stdout, line

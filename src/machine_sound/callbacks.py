@@ -1,12 +1,27 @@
-"""Callbacks of our own (conf/callbacks): what Lightning's do not measure."""
+"""Callbacks of our own (conf/callbacks): what Lightning's do not measure or show, and the run's config in every
+checkpoint."""
 
 from __future__ import annotations
 
 import time
 
 import lightning as L
-import numpy as np
 import torch
+
+from machine_sound.figures import confusion_figure, histogram_figure, roc_figure, spectrogram_figure
+from machine_sound.runs import RUN_CONFIG
+
+
+class StoreRunConfig(L.Callback):
+    """Puts the run's unresolved config into every checkpoint (`RUN_CONFIG`), so `machine_sound.eval` and
+    `machine_sound.predict` rebuild the run from the checkpoint alone, and `snr=6_dB` there moves everything that
+    follows the SNR."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[RUN_CONFIG] = self.config
 
 
 class DataWaitMonitor(L.Callback):
@@ -47,14 +62,14 @@ class DataWaitMonitor(L.Callback):
 class Dashboards(L.Callback):
     """TensorBoard views of what the model hears and where it fails, written by the TensorBoard logger:
 
-    - `examples/<class>`: log-mel images of a few training clips of every class, as the model sees them;
-    - after the test: `test/confusion_matrix`, `test/roc`, `test/score_histograms` (figures), the native
-      `test/pr_curve` and `test/scores_<class>` histograms, and the misclassified test clips as audio
-      (`misclassified/<n>_<true>_as_<predicted>/audio`, first channel, at the data's sample rate) with their
-      spectrograms (`.../spectrogram`) and file names (`.../file`).
+    - `examples/<class>`: log-mel images of a few training clips of every class, through the model's front end;
+    - after the test: `test/roc`, `test/score_histograms` (figures), the native `test/pr_curve` and
+      `test/scores_<class>` histograms, and, where the task decides (binary, multiclass), `test/confusion_matrix`
+      and the misclassified test clips as audio (`misclassified/<n>_<true>_as_<predicted>/audio`, first channel,
+      at the data's sample rate) with their spectrograms (`.../spectrogram`) and file names (`.../file`).
 
-    Clips scored by machine ID have no decision threshold: their ROC, PR curve and histograms are of the anomaly
-    score, and there is no confusion matrix or list of misclassified clips.
+    For task `id_anomaly` the ROC, PR curve and histograms are of the anomaly score (normal vs anomalous clips);
+    it has no decision, so no confusion matrix or misclassified clips.
     """
 
     def __init__(self, examples_per_class: int = 3, misclassified: int = 8):
@@ -75,9 +90,10 @@ class Dashboards(L.Callback):
             picks = [int(i) for i in (labels == label).nonzero()[0][: self.examples_per_class]]
             if not picks:
                 continue
-            waves = torch.stack([dataset[i][0] for i in picks])
-            specs = datamodule.frontend.to(waves.device)(waves)
-            titles = [datamodule.splits["train"][i][0].name for i in picks]
+            waves = torch.stack([dataset[i][0] for i in picks]).to(pl_module.device)
+            with torch.no_grad():
+                specs = pl_module.frontend(waves)
+            titles = [datamodule.splits["train"][i].path.name for i in picks]
             writer.add_figure(f"examples/{name}", spectrogram_figure(specs, titles), global_step=0)
 
     def on_test_end(self, trainer, pl_module) -> None:
@@ -85,100 +101,38 @@ class Dashboards(L.Callback):
         outputs = getattr(pl_module, "test_outputs", None)
         if writer is None or outputs is None:
             return
-        step = trainer.global_step
+        step, task = trainer.global_step, pl_module.task
         scores, labels = outputs
-        if scores.dim() == 1:  # one score per clip: binary, or the anomaly score of clips scored by ID
-            names = ("normal", "anomalous") if pl_module.scored_by_id else datamodule.class_names
+        if scores.dim() == 1:  # one score per clip: p(positive), or the anomaly score
+            names = ("normal", "anomalous") if task.by_label else datamodule.class_names
             writer.add_figure("test/roc", roc_figure(scores, labels), global_step=step)
             writer.add_pr_curve("test/pr_curve", labels.long(), scores, global_step=step)
             writer.add_figure("test/score_histograms", histogram_figure(scores, labels, names), global_step=step)
             for k, name in enumerate(names):
                 if (labels == k).any():
                     writer.add_histogram(f"test/scores_{name}", scores[labels == k], global_step=step)
-            if pl_module.scored_by_id:
-                return
-            predicted = (scores > pl_module.threshold.item()).long()
-        else:
-            predicted = scores.argmax(dim=-1)
-        if pl_module.confusion is not None:
-            writer.add_figure("test/confusion_matrix", confusion_figure(pl_module.confusion, datamodule.class_names),
-                              global_step=step)
+        if task.decision == "none":
+            writer.flush()
+            return
+        predicted = (scores > pl_module.threshold.item()).long() if task.decision == "threshold" \
+            else scores.argmax(dim=-1)
+        writer.add_figure("test/confusion_matrix", confusion_figure(pl_module.confusion, datamodule.class_names),
+                          global_step=step)
+        self._misclassified(writer, datamodule, pl_module, scores, labels, predicted, step)
+        writer.flush()
+
+    def _misclassified(self, writer, datamodule, pl_module, scores, labels, predicted, step) -> None:
         wrong = (predicted != labels).nonzero().flatten()[: self.misclassified].tolist()
         dataset = datamodule.dataset("test")
         for n, i in enumerate(wrong):
             wave = dataset[i][0]
-            path = datamodule.splits["test"][i][0]
+            path = datamodule.splits["test"][i].path
             true, said = datamodule.class_names[int(labels[i])], datamodule.class_names[int(predicted[i])]
             tag = f"misclassified/{n:02d}_{true}_as_{said}"
             # One tag per kind: TensorBoard files a tag under the first plugin that uses it.
             writer.add_audio(f"{tag}/audio", wave[0].clamp(-1, 1), global_step=step,
                              sample_rate=datamodule.decoding.sample_rate)
-            spec = datamodule.frontend.to(wave.device)(wave[None])
+            with torch.no_grad():
+                spec = pl_module.frontend(wave[None].to(pl_module.device))
             writer.add_figure(f"{tag}/spectrogram", spectrogram_figure(spec, [path.name]), global_step=step)
             writer.add_text(f"{tag}/file", f"{path} (score {scores[i].max():.3f})", global_step=step)
-        writer.flush()
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def spectrogram_figure(specs: torch.Tensor, titles: list[str]):
-    """Log-mel images (batch, channels, mels, frames), first channel, side by side."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(specs), figsize=(3.2 * len(specs), 2.6), squeeze=False)
-    for ax, spec, title in zip(axes[0], specs, titles):
-        ax.imshow(spec[0].detach().cpu().numpy(), origin="lower", aspect="auto", cmap="magma")
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("frame")
-        ax.set_ylabel("mel band")
-    fig.tight_layout()
-    return fig
-
-
-def roc_figure(scores: torch.Tensor, labels: torch.Tensor):
-    from torchmetrics.functional.classification import binary_auroc, binary_roc
-
-    plt = _pyplot()
-    fpr, tpr, _ = binary_roc(scores, labels.long())
-    fig, ax = plt.subplots(figsize=(3.6, 3.4))
-    ax.plot(fpr.numpy(), tpr.numpy(), label=f"AUROC {binary_auroc(scores, labels.long()):.3f}")
-    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.axvspan(0, 0.1, color="tab:orange", alpha=0.1, label="pAUC range (FPR <= 0.1)")
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def histogram_figure(scores: torch.Tensor, labels: torch.Tensor, names):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    for k, name in enumerate(names):
-        ax.hist(scores[labels == k].numpy(), bins=20, range=(0, 1), alpha=0.6, label=name)
-    ax.set_xlabel("score")
-    ax.set_ylabel("clips")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def confusion_figure(confusion: torch.Tensor, names):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 1.8, 1.2 * len(names) + 1.2))
-    ax.imshow(confusion.numpy(), cmap="Blues")
-    for (i, j), count in np.ndenumerate(confusion.numpy()):
-        dark = count > confusion.max().item() / 2  # white on the dark cells
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=9, color="white" if dark else "black")
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.tight_layout()
-    return fig

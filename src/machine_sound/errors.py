@@ -1,5 +1,7 @@
 """User-facing errors: raised for bad input and printed as one line by the entry points (no traceback)."""
 
+from __future__ import annotations
+
 
 class MachineSoundError(Exception):
     """Something the user can fix: a setting, a path or a file. The message says what and how."""
@@ -11,3 +13,22 @@ class ConfigError(MachineSoundError):
 
 class DataError(MachineSoundError):
     """The data on disk cannot be used (missing folder, unreadable file, wrong sample rate, ...)."""
+
+
+def user_error(err: BaseException) -> MachineSoundError | None:
+    """The MachineSoundError behind `err`, also when Hydra's instantiate or an OmegaConf resolver wrapped it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MachineSoundError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker wrapped it with a traceback."""
+    text = str(user_error(err) or err).strip()
+    if "Original Traceback" in text:  # re-raised from a worker: the original message is the last line
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(err).__name__

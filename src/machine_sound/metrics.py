@@ -18,6 +18,7 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
+from torchmetrics.functional.classification import binary_auroc, binary_roc
 
 
 def binary_metrics(threshold: float = 0.5) -> MetricCollection:
@@ -50,8 +51,9 @@ def multiclass_metrics(num_classes: int) -> MetricCollection:
     })
 
 
-def classification_metrics(num_classes: int, threshold: float = 0.5) -> MetricCollection:
-    return binary_metrics(threshold) if num_classes == 2 else multiclass_metrics(num_classes)
+def metric_set(kind: str, num_classes: int, threshold: float = 0.5) -> MetricCollection:
+    """The task's metric set (`Task.metrics`): `binary` on the positive-class probability, or `multiclass`."""
+    return binary_metrics(threshold) if kind == "binary" else multiclass_metrics(num_classes)
 
 
 def with_balanced_accuracy(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -74,28 +76,49 @@ def set_threshold(metrics: MetricCollection, threshold: float) -> None:
 
 def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = "balanced_accuracy",
                    target_fpr: float = 0.05) -> float | None:
-    """The decision threshold that maximises balanced accuracy or F1 on these clips (abnormal when score >
-    threshold, as torchmetrics decides), or, with `fpr`, catches the most abnormal clips while calling at most
-    `target_fpr` of the normal ones abnormal (a false-alarm budget). Of equally good thresholds the middle one is
-    taken, for the widest margin. None when the clips hold one class only."""
+    """The decision threshold on probabilities in [0, 1] (a clip is abnormal when its score > threshold, as
+    torchmetrics decides) that maximises balanced accuracy or F1 on these clips, or, with `fpr`, catches the most
+    abnormal clips while calling at most `target_fpr` of the normal ones abnormal (a false-alarm budget).
+
+    Every point of torchmetrics' `binary_roc` is a candidate, placed halfway between its score and the next lower
+    one; of equally good thresholds the middle one is taken, for the widest margin. None when the clips hold one
+    class only. Raises ValueError for an unknown criterion.
+    """
     if criterion not in THRESHOLD_CRITERIA:
         raise ValueError(f"threshold criterion must be one of {THRESHOLD_CRITERIA}, not '{criterion}'")
-    labels = labels.bool()
-    if labels.all() or not labels.any():
+    labels = labels.long()
+    positives = int(labels.sum())
+    if positives in (0, len(labels)):
         return None
-    values = torch.unique(scores.float())  # sorted
-    # Below every score (all abnormal), between neighbours, and at the top (all normal).
-    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:]]).clamp(0.0, 1.0)
-    predicted = scores.float()[None, :] > candidates[:, None]
-    tp = (predicted & labels).sum(1).float()
-    fp = (predicted & ~labels).sum(1).float()
-    fn = (~predicted & labels).sum(1).float()
-    tn = (~predicted & ~labels).sum(1).float()
+    fpr, tpr, thresholds = binary_roc(scores.float(), labels)  # point i: abnormal when score >= thresholds[i]
+    # The first point calls nothing abnormal (score > the highest score); point i > 0 becomes "score > c" with c
+    # halfway down to the next lower score, or just below the lowest one for the last point.
+    top = scores.float().max().reshape(1)
+    below = torch.cat([thresholds[2:], (thresholds[-1:] - 2e-6)])
+    candidates = torch.cat([top, (thresholds[1:] + below) / 2]).clamp(0.0, 1.0)
+    negatives = len(labels) - positives
+    tp, fp = torch.round(tpr * positives), torch.round(fpr * negatives)
     if criterion == "balanced_accuracy":
-        value = (tp / (tp + fn) + tn / (tn + fp)) / 2
+        value = (tp / positives + (negatives - fp) / negatives) / 2
     elif criterion == "f1":
-        value = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+        value = 2 * tp / (2 * tp + fp + (positives - tp)).clamp_min(1)
     else:  # recall, where the false-positive rate is within the budget
-        value = torch.where(fp / (fp + tn) <= target_fpr, tp / (tp + fn), torch.tensor(-1.0))
+        value = torch.where(fp / negatives <= target_fpr, tp / positives, torch.tensor(-1.0))
+    candidates, value = candidates.flip(0), value.flip(0)  # ascending thresholds
     best = torch.nonzero(value == value.max()).flatten()
     return float(candidates[best[len(best) // 2]])
+
+
+def auroc_by_label(scores: torch.Tensor, anomalous: torch.Tensor, labels: torch.Tensor,
+                   names: list[str]) -> dict[str, dict[str, float]]:
+    """DCASE's metrics within each label (machine ID): AUROC and pAUC (max FPR 0.1) of the anomaly score against
+    the anomaly flag. A label whose clips are all normal or all anomalous (or absent) is left out."""
+    out = {}
+    for k, name in enumerate(names):
+        mask = labels == k
+        flags = anomalous[mask].long()
+        if not mask.any() or flags.min() == flags.max():
+            continue
+        out[str(name)] = {"auroc": float(binary_auroc(scores[mask], flags)),
+                          "pauc": float(binary_auroc(scores[mask], flags, max_fpr=0.1))}
+    return out

@@ -1,92 +1,147 @@
-"""Score new recordings: `python -m machine_sound.predict ckpt_path=<file> input=<file or folder> [output=<csv>]`.
+"""Score new recordings with a trained checkpoint:
 
-The checkpoint carries what scoring needs: the weights and decision threshold, the front end with its fitted
-statistics, the channel choice, sample rate, clip length and class names. A recording of any length is cut into
-clip-length windows (the last one aligned to the end; a short one zero-padded) and its window probabilities are
-averaged (`aggregate=mean`) or their maximum taken (`aggregate=max`, for faults that come and go). A file that
-cannot be read gets a row with the error instead of stopping the others.
+    python -m machine_sound.predict ckpt_path=<file> input=<file or folder> [output=<csv>] [aggregate=mean|max]
+    (or machine-sound-predict ..., once installed)
+
+The checkpoint's model turns waveforms into scores by itself (front end, statistics, weights, threshold); its
+stored run config says how to read a file (sample rate, channel choice, clip length). A recording of any length
+is cut into clip-length windows (back to back, the last one aligned to the end; a short one zero-padded), the
+windows run through `Trainer.predict`, and a `PredictionWriter` averages each file's window probabilities
+(`aggregate=mean`) or takes their maximum (`aggregate=max`, for faults that come and go) into one CSV row per
+file. A file that cannot be read gets a row with its error instead of stopping the others. `ckpt_path`, `input`
+and `output` are taken as written (paths may hold '=', ',' or spaces); other arguments are Hydra overrides of the
+stored run config (e.g. `data.resample=true`).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, Dataset
 
-from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length
-from machine_sound.data.datamodule import restore_frontend
-from machine_sound.errors import ConfigError, DataError, MachineSoundError
+from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, probe
+from machine_sound.data.records import find_audio
+from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line
+from machine_sound.runs import load_checkpoint, load_model, parse_arguments, run_config
 
 log = logging.getLogger(__name__)
 USAGE = ("usage: python -m machine_sound.predict ckpt_path=<checkpoint.ckpt> input=<file or folder> "
          "[output=<file.csv>] [aggregate=mean|max] [key=value ...]")
-AUDIO_SUFFIXES = (".wav", ".flac")
 AGGREGATES = ("mean", "max")
 
 
-class Scorer:
-    """A trained model with its front end and decode settings, ready to score waveforms."""
-
-    def __init__(self, ckpt_path: str | Path, overrides: list[str] = ()):
-        from machine_sound.eval import apply_overrides, load_checkpoint, run_config
-        from machine_sound.models import SpectrogramClassifier
-        from machine_sound.train import instantiate
-
-        checkpoint = load_checkpoint(ckpt_path)
-        cfg = run_config(checkpoint)
-        apply_overrides(cfg, list(overrides))
-        data_state = next((v for v in checkpoint.values() if isinstance(v, dict) and "frontend" in v
-                           and "class_names" in v), None)
-        if data_state is None:
-            raise DataError(f"{ckpt_path} holds no data settings (written before predict existed?); retrain")
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.frontend = instantiate(cfg.features.frontend)
-        restore_frontend(self.frontend, data_state)
-        self.frontend.to(self.device).eval()
-        # The trained weights replace any pretrained ones: nothing is downloaded or read besides the checkpoint.
-        self.model = SpectrogramClassifier.load_from_checkpoint(ckpt_path, map_location=self.device, weights_only=True,
-                                                                pretrained=False, weights_path=None).eval()
-        self.decoding = Decoding(data_state["sample_rate"], data_state["channel"],
-                                 bool(cfg.data.get("resample", False)))
-        self.num_frames = int(data_state["num_frames"])
-        self.class_names = list(data_state["class_names"])
-        self.scored_by_id = bool(data_state["scored_by_id"])
-        self.threshold = self.model.threshold.item() if self.model.binary and not self.scored_by_id else None
-
-    def windows(self, wave: np.ndarray) -> np.ndarray:
-        """(channels, frames) -> (windows, channels, num_frames): back to back, the last one ending with the clip."""
-        frames, n = wave.shape[-1], self.num_frames
-        if frames <= n:
-            return fit_length(wave, n)[None]
-        starts = list(range(0, frames - n + 1, n))
-        if starts[-1] != frames - n:
-            starts.append(frames - n)
-        return np.stack([wave[:, s:s + n] for s in starts])
-
-    @torch.no_grad()
-    def probabilities(self, windows: np.ndarray, batch_size: int = 16) -> torch.Tensor:
-        """Class probabilities of every window, (windows, classes)."""
-        out = []
-        for start in range(0, len(windows), batch_size):
-            batch = torch.from_numpy(windows[start:start + batch_size]).to(self.device)
-            out.append(self.model(self.frontend(batch)).float().softmax(dim=-1).cpu())
-        return torch.cat(out)
+def window_starts(frames: int, size: int) -> list[int]:
+    """Where the `size`-frame windows of a `frames`-long recording start: back to back, the last one ending with
+    the recording; one window (zero-padded) when the recording is shorter."""
+    if frames <= size:
+        return [0]
+    starts = list(range(0, frames - size + 1, size))
+    return starts if starts[-1] == frames - size else starts + [frames - size]
 
 
-def find_audio(source: str | Path) -> list[Path]:
+class RecordingWindows(Dataset):
+    """`(wave (channels, num_frames) float32, file index)` for every window of every readable file.
+
+    Each file is checked once when the dataset is built (its header; float WAVs, which can hold NaN, and files
+    to resample are decoded): a bad file is kept in `errors` (file index -> message) and has no windows. A wrong
+    sample rate or a missing channel is a setting problem and raises DataError.
+    """
+
+    def __init__(self, files: list[Path], decoding: Decoding, num_frames: int):
+        self.files, self.decoding, self.num_frames = files, decoding, num_frames
+        self.errors: dict[int, str] = {}
+        self.windows: list[tuple[int, int]] = []  # (file index, first frame)
+        self._last: tuple[int, np.ndarray] | None = None  # the file decoded last: its windows come in a row
+        for i, path in enumerate(files):
+            try:
+                info = probe(path, decoding)
+                frames = info.frames
+                if info.subtype in ("FLOAT", "DOUBLE") or info.samplerate != decoding.sample_rate:
+                    frames = decode(path, decoding)[0].shape[-1]
+            except BadFileError as err:
+                self.errors[i] = str(err)
+                log.warning("cannot score %s", err)
+                continue
+            self.windows += [(i, start) for start in window_starts(frames, num_frames)]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int):
+        file, start = self.windows[index]
+        if self._last is None or self._last[0] != file:
+            self._last = (file, decode(self.files[file], self.decoding)[0])
+        wave = self._last[1][:, start:start + self.num_frames]
+        return torch.from_numpy(fit_length(wave, self.num_frames)), file
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Collects the window probabilities of every file and, when prediction ends, writes one CSV row per file:
+    its columns follow the model's task (`machine_sound.tasks`)."""
+
+    def __init__(self, dataset: RecordingWindows, output: Path, aggregate: str = "mean"):
+        super().__init__(write_interval="batch")
+        self.dataset, self.output, self.aggregate = dataset, output, aggregate
+        self.probs: dict[int, list[torch.Tensor]] = {}
+        self.rows: list[dict] = []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx=0) -> None:
+        for file, probs in zip(batch[1].tolist(), prediction.cpu()):
+            self.probs.setdefault(file, []).append(probs)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self.rows = [self.row(i, path, pl_module) for i, path in enumerate(self.dataset.files)]
+        fields = list(dict.fromkeys(key for row in self.rows for key in row if key != "error")) + ["error"]
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
+        with open(staging, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(staging, self.output)
+
+    def row(self, index: int, path: Path, model) -> dict:
+        row: dict = {"path": str(path)}
+        if index in self.dataset.errors:
+            return {**row, "error": self.dataset.errors[index]}
+        windows = torch.stack(self.probs[index])
+        probs = windows.mean(dim=0) if self.aggregate == "mean" else windows.max(dim=0).values
+        names, task = model.class_names, model.task
+        row["windows"] = len(windows)
+        if task.decision == "threshold":  # binary: the positive class's probability against the threshold
+            threshold = model.threshold.item()
+            row.update({f"p_{names[1]}": round(float(probs[1]), 6), "threshold": round(threshold, 6),
+                        "decision": names[1] if probs[1] > threshold else names[0]})
+            return row
+        row.update({f"p_{name}": round(float(p), 6) for name, p in zip(names, probs)})
+        if task.score == "not_own":  # the anomaly score needs the clip's own ID, read from its name or folder
+            machine_id = own_id(path, names)
+            row["predicted_id"] = names[int(probs.argmax())]
+            row["anomaly_score"] = round(1 - float(probs[names.index(machine_id)]), 6) if machine_id else ""
+        else:
+            row["decision"] = names[int(probs.argmax())]
+        return row
+
+
+def find_inputs(source: str | Path) -> list[Path]:
     path = Path(source)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"input {path} does not exist; give an audio file or a folder of them")
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+    files = find_audio(path)
     if not files:
-        raise DataError(f"no {'/'.join(AUDIO_SUFFIXES)} files in {path}")
+        raise DataError(f"no .wav/.flac files in {path}")
     return files
 
 
@@ -100,64 +155,36 @@ def own_id(path: Path, ids: list[str]) -> str | None:
 
 def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None = None, aggregate: str = "mean",
             overrides: list[str] = ()) -> tuple[Path, list[dict]]:
-    """Score every recording under `source`; write the CSV and return its path and rows."""
+    """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac); write the
+    CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and rows."""
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
-    scorer = Scorer(ckpt_path, list(overrides))
-    files = find_audio(source)
-    names = scorer.class_names
-    rows = []
-    for path in files:
-        row: dict = {"path": str(path)}
-        try:
-            wave, _ = decode(path, scorer.decoding)
-        except BadFileError as err:
-            rows.append({**row, "error": str(err)})
-            log.warning("cannot score %s", err)
-            continue
-        windows = scorer.windows(wave)
-        probs = scorer.probabilities(windows)
-        probs = probs.mean(dim=0) if aggregate == "mean" else probs.max(dim=0).values
-        row["windows"] = len(windows)
-        if scorer.threshold is not None:  # binary: the positive class's probability against the threshold
-            row[f"p_{names[1]}"] = round(float(probs[1]), 6)
-            row["decision"] = names[1] if probs[1] > scorer.threshold else names[0]
-            row["threshold"] = round(scorer.threshold, 6)
-        else:
-            row.update({f"p_{name}": round(float(p), 6) for name, p in zip(names, probs)})
-            if scorer.scored_by_id:  # the anomaly score needs the clip's own ID, read from its name or folder
-                machine_id = own_id(path, names)
-                row["predicted_id"] = names[int(probs.argmax())]
-                row["anomaly_score"] = round(1 - float(probs[names.index(machine_id)]), 6) if machine_id else ""
-            else:
-                row["decision"] = names[int(probs.argmax())]
-        rows.append(row)
+    cfg = run_config(load_checkpoint(ckpt_path), overrides)
+    model = load_model(ckpt_path, cfg)
+    channel = cfg.data.channel if isinstance(cfg.data.channel, (int, str)) else list(cfg.data.channel)
+    decoding = Decoding(cfg.data.sample_rate, channel, bool(cfg.data.resample))
+    dataset = RecordingWindows(find_inputs(source), decoding, int(round(cfg.data.clip_seconds * decoding.sample_rate)))
+    if not dataset.windows:  # nothing to score is a failure, not an empty table
+        first = next(iter(dataset.errors.values()))
+        raise DataError(f"none of the {len(dataset.files)} file(s) could be read; the first: {first}")
     if output is None:
         output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(dict.fromkeys(key for row in rows for key in row if key != "error")) + ["error"]
-    with open(output, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return output, rows
+    writer = PredictionWriter(dataset, Path(output), aggregate)
+    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])
+    loader = DataLoader(dataset, batch_size=int(cfg.data.batch_size), pin_memory=torch.cuda.is_available())
+    trainer.predict(model, dataloaders=loader, return_predictions=False)
+    return Path(output), writer.rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    args = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("ckpt_path", "input", "output", "aggregate"))
-    if "ckpt_path" not in args or "input" not in args:
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    overrides = [a for a in argv if a.split("=", 1)[0] not in args]
+    own, overrides = parse_arguments(sys.argv[1:] if argv is None else argv, ["ckpt_path", "input"],
+                                     ["output", "aggregate"], usage=USAGE)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        output, rows = predict(args["ckpt_path"], args["input"], args.get("output"), args.get("aggregate", "mean"),
+        output, rows = predict(own["ckpt_path"], own["input"], own.get("output"), own.get("aggregate", "mean"),
                                overrides)
     except MachineSoundError as err:
-        from machine_sound.train import one_line
-
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     failed = sum(1 for r in rows if r.get("error"))

@@ -6,8 +6,10 @@ alone, so it works on a finished, a failed or a half-finished sweep:
 
     python -m machine_sound.summarize outputs/sweeps/<date> [--metric auroc] [--positive normal]
 
-Rows are named like the original project's table (`-6_dB_fan/id_00`); a DCASE 2020 job, which tests every ID of
-its machine type, gives a row per ID (`dcase2020_fan/id_00`, AUROC and pAUC only); a job that differs by other swept
+Rows are named like the original project's table (`-6_dB_fan/id_00`); a job whose task scores anomalies within each
+machine ID (`id_anomaly`, see `machine_sound.tasks`) gives a row per ID it tested (a DCASE 2020 job tests every ID
+of its machine type: `dcase2020_fan/id_00`, AUROC and pAUC only); a class-folder job is named by its layout
+(`folder`); a job that differs by other swept
 overrides (a backbone, a learning rate) gets them appended; several seeds of one cell give mean and standard
 deviation. `--positive normal` reports precision, recall and F1 with normal as the positive class, the
 convention the original table fits; AUROC, balanced accuracy and accuracy do not depend on it, and pAUC stays
@@ -32,6 +34,9 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
+from machine_sound.config import split_override
+from machine_sound.tasks import get_task
+
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
 JOB_CONFIG = Path(".hydra") / "config.yaml"
@@ -42,8 +47,7 @@ COLUMNS = {  # metric -> (header, shown in percent)
     "balanced_accuracy": ("Bal. acc.", False), "auroc": ("AUROC", False), "pauc": ("pAUC", False),
 }
 POSITIVES = ("abnormal", "normal")
-DCASE_TARGET = "Dcase2020DataModule"
-DCASE, ALL_IDS = "dcase2020", "all IDs"  # a DCASE job's rows: dcase2020_<machine>/<id>
+ALL_IDS = "all IDs"  # the row of an unfinished job that will test every ID of its machine type
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Job:
     """One job folder of a sweep and what became of it."""
 
     folder: Path
-    snr: str
+    snr: str  # the SNR, or the layout when the data has none (dcase2020, folder)
     machine: str
     id: str
     seed: int
@@ -61,14 +65,32 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def split_override(item: object) -> tuple[str, str]:
-    """'+key=value' -> ('key', 'value'): an override as Hydra records it, without its +/++/~ prefix."""
-    key, _, value = str(item).partition("=")
-    return key.lstrip("+~"), value
+def row_name(snr: str, machine: str, machine_id: str) -> str:
+    """`-6_dB_fan/id_00`, `dcase2020_fan/id_00`, or `folder` for data without machines."""
+    return (f"{snr}_{machine}" if machine else snr) + (f"/{machine_id}" if machine_id else "")
+
+
+def _job_task(cfg, result: dict | None) -> str:
+    """The task a job ran (metrics.json), or the one its config resolves to while it has not finished."""
+    if result and result.get("task"):
+        return result["task"]
+    return str(OmegaConf.select(cfg, "data.task", default="binary", throw_on_resolution_failure=False))
+
+
+def _job_layout(cfg, result: dict | None) -> str:
+    if result and result.get("layout"):
+        return result["layout"]
+    from hydra.utils import get_class
+
+    try:
+        return get_class(OmegaConf.select(cfg, "data.reader._target_")).layout
+    except Exception:  # an unreadable or foreign config: the job is still listed, named by what it has
+        return "data"
 
 
 def collect(sweep_dir: str | Path) -> list[Job]:
-    """Every job under `sweep_dir`, finished or not, in a stable order."""
+    """Every job under `sweep_dir`, finished or not, in a stable order; a job whose task scores within each
+    machine ID gives one per ID it tested."""
     jobs = []
     for config_file in sorted(Path(sweep_dir).rglob(str(JOB_CONFIG))):
         folder = config_file.parent.parent
@@ -76,13 +98,14 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         overrides: dict[str, str] = {}
         if (folder / JOB_OVERRIDES).exists():
             overrides = dict(map(split_override, OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES))))
-        dcase = str(OmegaConf.select(cfg, "data._target_", default="")).endswith(DCASE_TARGET)
-        snr, machine_id = (DCASE, ALL_IDS) if dcase else (str(cfg.snr), str(cfg.id))
-        job = Job(folder, snr, str(cfg.machine), machine_id, int(cfg.seed), overrides, "unfinished")
-        if (folder / METRICS_FILE).exists():
-            result = json.loads((folder / METRICS_FILE).read_text())
+        result = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else None
+        by_label = get_task(_job_task(cfg, result)).by_label
+        snr = str(cfg.get("snr") or _job_layout(cfg, result))
+        machine_id = str(cfg.get("id") or (ALL_IDS if by_label else ""))
+        job = Job(folder, snr, str(cfg.get("machine") or ""), machine_id, int(cfg.seed), overrides, "unfinished")
+        if result is not None:
             job.status, job.metrics = "finished", result["metrics"]
-            if dcase:  # one DCASE job tests every ID of its machine type: a row per ID
+            if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID
                 jobs += [replace(job, id=i, metrics=m) for i, m in sorted((result.get("per_id") or {}).items())]
                 continue
         elif (folder / FAILED_FILE).exists():
@@ -140,7 +163,7 @@ def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
         failed = [j for j in members if j.status == "failed"]
         status = "finished" if len(finished) == len(members) else "failed" if failed else "unfinished"
         row = {"kind": "job", "snr": snr, "variant": variant, "machine": machine, "id": machine_id,
-               "name": f"{snr}_{machine}/{machine_id}" + (f" [{variant}]" if variant else ""),
+               "name": row_name(snr, machine, machine_id) + (f" [{variant}]" if variant else ""),
                "status": status, "runs": len(members), "finished": len(finished),
                "seeds": ",".join(str(j.seed) for j in members),
                "error": "; ".join(sorted({j.error for j in failed if j.error})),
@@ -159,7 +182,7 @@ def _means(rows: list[dict]) -> list[dict]:
     for (snr, variant, machine), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                   kv[0][2] is None, kv[0][2])):
         members = [r for r in cells if r["finished"]]
-        label = (f"{snr}_{machine} mean" if machine else f"{snr} mean") + f" ({len(members)} of {len(cells)} IDs)"
+        label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} IDs)"
         row = {"kind": "machine_mean" if machine else "overall_mean", "snr": snr, "variant": variant,
                "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),
                "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",
@@ -206,41 +229,6 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def heatmap(rows: list[dict], metric: str, path: Path) -> None:
-    """Machine x id grid of one metric, one panel per snr/variant; failed or unfinished cells are grey."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    jobs = [r for r in rows if r["kind"] == "job"]
-    panels = sorted({(r["snr"], r["variant"]) for r in jobs})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1, 4), squeeze=False)
-    header = COLUMNS[metric][0]
-    for ax, (snr, variant) in zip(axes[0], panels):
-        members = [r for r in jobs if (r["snr"], r["variant"]) == (snr, variant)]
-        machines, ids = sorted({r["machine"] for r in members}), sorted({r["id"] for r in members})
-        grid = np.full((len(machines), len(ids)), np.nan)
-        for r in members:
-            if r[metric] is not None:
-                grid[machines.index(r["machine"]), ids.index(r["id"])] = r[metric]
-        ax.set_facecolor("0.85")
-        image = ax.imshow(np.ma.masked_invalid(grid), vmin=0.5 if metric in ("auroc", "pauc") else 0.0, vmax=1.0,
-                          cmap="viridis")
-        for r in members:
-            y, x = machines.index(r["machine"]), ids.index(r["id"])
-            text = _cell(r, metric).replace(" ± ", "\n±") if r[metric] is not None else r["status"]
-            ax.text(x, y, text, ha="center", va="center", fontsize=8,
-                    color="black" if r[metric] is None or r[metric] > 0.8 else "white")
-        ax.set_xticks(range(len(ids)), ids)
-        ax.set_yticks(range(len(machines)), machines)
-        ax.set_title(f"{snr} {variant}".strip() + f": test {header}", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """`write` fills a temporary file beside `path`, which then replaces `path` in one step."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -260,7 +248,9 @@ def write_summary(sweep_dir: str | Path, metric: str = "auroc", positive: str = 
         _write_atomic(paths["csv"], lambda tmp: tmp.write_text(to_csv(rows)))
         _write_atomic(paths["md"], lambda tmp: tmp.write_text(to_markdown(rows, sweep_dir, positive)))
         if any(r["kind"] == "job" for r in rows):
-            _write_atomic(paths["png"], lambda tmp: heatmap(rows, metric, tmp))
+            from machine_sound.figures import heatmap
+
+            _write_atomic(paths["png"], lambda tmp: heatmap(rows, metric, COLUMNS[metric][0], _cell, tmp))
     return paths
 
 

@@ -1,7 +1,8 @@
 """What Hydra multiruns need beyond one training run: job folder names, a fair share of the machine per job,
 failed jobs recorded, and the sweep's summary table kept up to date.
 
-`SweepCallback` is registered in conf/hydra/default.yaml. After every job it records a failure's one-line error
+`SweepCallback` is registered in conf/hydra/default.yaml (job folders are named by `machine_sound.config`'s
+`swept_overrides` resolver). After every job it records a failure's one-line error
 in the job folder (`failed.json`) and rebuilds `summary.{csv,md,png}`, so a sweep that is still running, or one
 that Hydra ends with an error because a job failed, has its table too.
 """
@@ -20,41 +21,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from machine_sound.summarize import FAILED_FILE, split_override, write_summary
+from machine_sound.errors import one_line
+from machine_sound.summarize import FAILED_FILE, write_summary
 
 log = logging.getLogger(__name__)
-
-NAMING_KEYS = ("machine", "id", "snr")  # already in the folder path: <snr>_<machine>/<id>
-
-
-def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
-    """The part of a job folder's name that tells it apart from the other jobs of its sweep.
-
-    The swept keys are read from `multirun.yaml`, which Hydra's sweeper writes into the sweep folder before any
-    job starts: keys given with sweep syntax (`seed=1,2`, `range(...)`) or in `hydra.sweeper.params`. Overrides
-    common to every job stay out of the name. Returns '' or '/key=value,key=value'.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    path = Path(sweep_dir) / "multirun.yaml"
-    if not path.exists():
-        return ""
-    multirun = OmegaConf.load(path)
-    arguments = list(multirun.hydra.overrides.task or [])
-    arguments += [f"{k}={v}" for k, v in (OmegaConf.select(multirun, "hydra.sweeper.params") or {}).items()]
-    swept = {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(arguments)
-             if o.is_sweep_override()}
-    parts = []
-    for key, value in map(split_override, task_overrides):
-        if key in swept and key not in NAMING_KEYS:
-            parts.append(f"{key}={value}".replace("/", "-"))
-    return "/" + ",".join(parts) if parts else ""
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("swept_overrides"):
-        OmegaConf.register_new_resolver("swept_overrides", swept_overrides)
-
 
 def cpu_share(n_jobs: int | None, cpus: int | None = None) -> int:
     """Threads for one of `n_jobs` parallel jobs (joblib's convention: -1 = one per CPU, -2 = all but one)."""
@@ -112,8 +82,6 @@ class SweepCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if job_return.status == JobStatus.FAILED:
-            from machine_sound.train import one_line
-
             error = job_return._return_value
             record = {"error": one_line(error), "type": type(error).__name__,
                       "overrides": list(config.hydra.overrides.task)}

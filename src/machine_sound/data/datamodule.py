@@ -1,9 +1,9 @@
-"""The data path shared by every layout: check every file once (decoding it into the cache), skip or refuse bad
-files, split, load waveforms, and turn batches into log-mel images on the device (`on_after_batch_transfer`), so
-the STFT runs batched on the GPU where there is one.
+"""The data path shared by every layout: a reader's index in, batches of waveforms out.
 
-A layout (MIMII, DCASE 2020, class folders) subclasses `AudioDataModule` and says only where the recordings are
-(`find_recordings`) and, when it has its own, how they are split (`make_splits`).
+`AudioDataModule` takes any reader (`data/readers/`), and in `setup` checks every file once (decoding it into the
+cache), skips or refuses bad files, splits what the dataset leaves unsplit, and serves `(wave, label, anomalous)`
+batches: wave (batch, channels, samples) float32 at `sample_rate`, label (batch,) int64, anomalous (batch,) int64
+(1 abnormal, 0 normal, -1 not a fault class). The log-mel front end belongs to the model, not here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import csv
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,13 +24,12 @@ from tqdm.auto import tqdm
 
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, probe
 from machine_sound.data.cache import DecodedCache
+from machine_sound.data.records import Index, Record
 from machine_sound.data.split import SPLITS, stratified_split
 from machine_sound.errors import ConfigError
-from machine_sound.features import LogMelFrontend, SpecAugment
 
 log = logging.getLogger(__name__)
 
-Item = tuple[Path, int]  # a recording and its label
 BAD_FILES = "bad_files.csv"
 ON_BAD_FILE = ("raise", "skip")
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # the only WAVs that can hold NaN or inf
@@ -46,155 +46,147 @@ def resolve_workers(num_workers: int | str) -> int:
 
 
 class ClipDataset(Dataset):
-    """(waveform (channels, frames) float32, label) pairs, read from the cache or decoded on demand; with
-    `anomalous` flags (test clips scored by ID), (waveform, label, flag) triples."""
+    """`(wave (channels, frames) float32, label, anomalous)` per record, read from the cache or decoded."""
 
-    def __init__(self, items: Sequence[Item], sources: Mapping[Path, Path] | None, decoding: Decoding,
-                 num_frames: int, anomalous: Sequence[int] | None = None):
-        self.items = list(items)
+    def __init__(self, records: Sequence[Record], sources: Mapping[Path, Path] | None, decoding: Decoding,
+                 num_frames: int):
+        self.records = list(records)
         self.sources = sources  # recording -> cache entry; None reads the recordings themselves
         self.decoding, self.num_frames = decoding, num_frames
-        self.anomalous = anomalous
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.records)
 
     def __getitem__(self, index: int):
-        path, label = self.items[index]
+        record = self.records[index]
         if self.sources is not None:
-            wave = DecodedCache.load(self.sources[path], self.num_frames)
+            wave = DecodedCache.load(self.sources[record.path], self.num_frames)
         else:
-            wave = decode(path, self.decoding)[0]
-        wave = torch.from_numpy(fit_length(wave, self.num_frames))
-        if self.anomalous is not None:
-            return wave, label, self.anomalous[index]
-        return wave, label
+            wave = decode(record.path, self.decoding)[0]
+        return torch.from_numpy(fit_length(wave, self.num_frames)), record.label, record.anomalous
 
 
 class AudioDataModule(L.LightningDataModule):
-    """Everything between recordings on disk and normalised log-mel batches on the device."""
+    """Everything between a reader's index and waveform batches; the same for every layout.
 
-    class_names: tuple[str, ...] = ()
-    layout = ""  # which dataset layout: mimii, dcase2020, folder
+    `generator`, when given, writes the recordings before they are read (`prepare(reader)`, e.g. the synthetic
+    data). `task` must be the task the reader's records are labelled for (both come from the layout's config).
+    Raises ConfigError for bad settings, DataError or BadFileError for unusable data, naming the file.
+    """
 
-    def __init__(
-        self,
-        frontend: LogMelFrontend,
-        augment: SpecAugment | None = None,
-        name: str = "data",
-        sample_rate: int = 16000,
-        channel: int | str | Sequence[int] = 0,
-        resample: bool = False,
-        clip_seconds: float = 10.0,
-        split: Mapping[str, float] | None = None,
-        split_seed: int = 0,
-        batch_size: int = 16,
-        num_workers: int | str = "auto",
-        balanced_sampling: bool = True,
-        norm_clips: int = 64,
-        cache_dir: str | None = None,
-        on_bad_file: str = "raise",
-        run_dir: str | None = None,
-    ):
+    def __init__(self, reader, task: str, name: str = "data", root: str | None = None, generator=None,
+                 sample_rate: int = 16000, channel: int | str | Sequence[int] = 0, resample: bool = False,
+                 clip_seconds: float = 10.0, split: Mapping[str, float] | None = None, split_seed: int = 0,
+                 batch_size: int = 16, num_workers: int | str = "auto", balanced_sampling: bool = True,
+                 cache_dir: str | None = None, on_bad_file: str = "raise", run_dir: str | None = None):
         super().__init__()
         if on_bad_file not in ON_BAD_FILE:
             raise ConfigError(f"data.on_bad_file={on_bad_file}: choose raise or skip")
-        self.frontend, self.augment, self.name = frontend, augment, name
+        if generator is not None and getattr(generator, "sample_rate", sample_rate) != sample_rate:
+            raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
+                              f"data.sample_rate={sample_rate}")
+        if reader.task != task:
+            raise ConfigError(f"data.task={task}, but the {reader.layout} reader's recordings are labelled for "
+                              f"task {reader.task} (see data.reader)")
+        self.reader, self.task, self.name, self.root, self.generator = reader, task, name, root, generator
+        self.layout = reader.layout
         self.decoding = Decoding(sample_rate, channel if isinstance(channel, (int, str)) else list(channel),
                                  resample)
         self.num_frames = int(round(clip_seconds * sample_rate))
         self.fractions = dict(split or {"train": 0.6, "val": 0.2, "test": 0.2})
         self.split_seed = split_seed
         self.batch_size, self.num_workers = batch_size, resolve_workers(num_workers)
-        self.balanced_sampling, self.norm_clips = balanced_sampling, norm_clips
+        self.balanced_sampling = balanced_sampling
         self.cache = DecodedCache(cache_dir) if cache_dir else None
         self.on_bad_file = on_bad_file
         self.run_dir = Path(run_dir) if run_dir else None
-        self.splits: dict[str, list[Item]] = {}
-        # Per split, 0/1 per clip: set when the labels are machine IDs and the split is scored for anomalies.
-        self.anomalous: dict[str, list[int]] = {}
+        self.splits: dict[str, list[Record]] = {}
         self.sources: dict[Path, Path] | None = {} if self.cache else None
         self.bad_files: list[BadFileError] = []
         self.last_fetch = 0.0  # when the last training batch left the DataLoader (read by DataWaitMonitor)
+
+    # -- what the reader says ---------------------------------------------------------------------------------
+
+    @cached_property
+    def index(self) -> Index:
+        """The reader's index, read once (after `prepare_data` where a generator writes the recordings)."""
+        return self.reader.read()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.index.class_names
 
     @property
     def in_chans(self) -> int:
         """Image channels of a log-mel batch: one per selected microphone."""
         return self.decoding.out_channels
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def scored_by_id(self) -> bool:
-        """True when the labels are machine IDs and test clips are scored for anomalies by how well they fit
-        their own ID (DCASE 2020, the MIMII baseline protocol)."""
-        return False
-
-    @property
-    def removes_background(self) -> bool:
-        """What `features.frontend.subtract_background: auto` becomes. Removing each clip's steady background
-        sharpens faults against a machine's steady sound, but erases the steady spectrum that tells machine IDs
-        or arbitrary classes apart: off unless a layout turns it on."""
-        return False
-
-    # -- what a layout provides ---------------------------------------------------------------------------------
-
-    def find_recordings(self) -> list[Item]:
-        """Every recording of the dataset as (path, label), in a reproducible order."""
-        raise NotImplementedError
-
-    def make_splits(self, items: list[Item]) -> dict[str, list[Item]]:
-        """Train/val/test: stratified random by default; a layout with its own split overrides this."""
-        return self.stratified(items, **self.fractions)
-
-    def stratified(self, items: list[Item], train: float, val: float, test: float) -> dict[str, list[Item]]:
-        """`items` split at these fractions keeping the class ratio, seeded by `split_seed`; with test=0 the
-        'test' list is empty."""
-        assignment = stratified_split([label for _, label in items], train, val, test, seed=self.split_seed,
-                                      class_names=self.class_names)
-        return {name: [item for item, s in zip(items, assignment) if s == name] for name in SPLITS}
+    def identity(self) -> dict:
+        """What names this data in metrics.json and the HPARAMS row: the layout's own keys (machine, id, snr)
+        where it has them, and always its root and classes."""
+        return {**self.index.identity, "root": None if self.root is None else str(self.root),
+                "classes": list(self.class_names)}
 
     def describe(self) -> str:
-        """What this data module holds, for log lines and the run's summary."""
-        return self.name
+        """The run's name for log lines and the summary, with the index's note (e.g. `test at 6_dB`)."""
+        return f"{self.name} ({self.index.note})" if self.index.note else self.name
 
     # -- setup --------------------------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if self.generator is not None:
+            self.generator.prepare(self.reader)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        self.splits = self.make_splits(self.check(self.find_recordings()))
-        self.frontend.resolve_auto(self.removes_background)
+        self.splits = self.split(self.check(self.index.records))
+        moved = [r for r in self.splits["test"] if r.test_path is not None]
+        if moved:  # cross-SNR: the test recordings are read from their other files, each checked once
+            self.splits["test"] = self.check([Record(r.test_path, r.label, r.split, r.anomalous, r.machine,
+                                                     r.machine_id, r.snr) if r.test_path else r
+                                              for r in self.splits["test"]])
         counts = {name: self.class_counts(name).tolist() for name in SPLITS}
         log.info("split of %s %s: %s", self.describe(), self.class_names, counts)
         if self.run_dir is not None:
             self.write_split(self.run_dir / "split.csv")
-        if not bool(self.frontend.fitted):
-            self.fit_normalisation()
 
-    def check(self, items: list[Item]) -> list[Item]:
+    def split(self, records: list[Record]) -> dict[str, list[Record]]:
+        """Records the dataset assigns keep their split; the rest are split at `data.split`, stratified by label
+        and seeded by `split_seed`. When the dataset brings its own test records, the rest go to train and val at
+        the ratio of `data.split`'s train and val."""
+        fixed = [r for r in records if r.split is not None]
+        free = [r for r in records if r.split is None]
+        train, val, test = (self.fractions[name] for name in SPLITS)
+        if any(r.split == "test" for r in fixed):
+            train, val, test = train / (train + val), val / (train + val), 0.0
+        assignment = stratified_split([r.label for r in free], train, val, test, seed=self.split_seed,
+                                      class_names=self.class_names)
+        splits = {name: [r for r, s in zip(free, assignment) if s == name] for name in SPLITS}
+        for record in fixed:
+            splits[record.split].append(record)
+        return splits
+
+    def check(self, records: list[Record]) -> list[Record]:
         """Read every file once, in parallel: with the cache, decode it into its entry (a no-op when the entry is
         there); without, check its header, and decode float WAVs, the only ones that can hold NaN.
         Bad files raise, naming the first, or with `on_bad_file=skip` are logged, listed and left out."""
-        def visit(item: Item) -> Path | BadFileError:
-            path = item[0]
+        def visit(record: Record) -> Path | BadFileError:
             try:
                 if self.cache is not None:
-                    return self.cache.ensure(path, self.decoding)
-                if probe(path, self.decoding).subtype in FLOAT_SUBTYPES:
-                    decode(path, self.decoding)
-                return path
+                    return self.cache.ensure(record.path, self.decoding)
+                if probe(record.path, self.decoding).subtype in FLOAT_SUBTYPES:
+                    decode(record.path, self.decoding)
+                return record.path
             except BadFileError as err:
                 return err
 
         start = time.perf_counter()
         with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-            results = list(tqdm(pool.map(visit, items), total=len(items), desc="checking files", unit="file",
-                                disable=len(items) < 200, leave=False))
+            results = list(tqdm(pool.map(visit, records), total=len(records), desc="checking files", unit="file",
+                                disable=len(records) < 200, leave=False))
         bad = [r for r in results if isinstance(r, BadFileError)]
-        log.info("checked %d files in %.1f s%s", len(items), time.perf_counter() - start,
+        log.info("checked %d files in %.1f s%s", len(records), time.perf_counter() - start,
                  f" (decoded-audio cache: {self.cache.directory})" if self.cache else "")
         if bad and self.on_bad_file == "raise":
             more = f" ({len(bad) - 1} more bad file(s) in this dataset)" if len(bad) > 1 else ""
@@ -206,11 +198,11 @@ class AudioDataModule(L.LightningDataModule):
         if bad and self.run_dir is not None:
             self.write_bad_files(self.run_dir / BAD_FILES)
         good = []
-        for item, result in zip(items, results):
+        for record, result in zip(records, results):
             if not isinstance(result, BadFileError):
-                good.append(item)
+                good.append(record)
                 if self.sources is not None:
-                    self.sources[item[0]] = result
+                    self.sources[record.path] = result
         return good
 
     def write_bad_files(self, path: Path) -> None:
@@ -221,33 +213,34 @@ class AudioDataModule(L.LightningDataModule):
             writer.writerows([str(err.path), str(err)] for err in self.bad_files)
 
     def write_split(self, path: Path) -> None:
+        """`split.csv`: every file used, with its label, class, split and anomaly flag (empty when it has none)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "label", "class", "split", "anomalous"])
             for name, part in self.splits.items():
-                flags = self.anomalous.get(name, [""] * len(part))
-                for (file, label), flag in zip(part, flags):
-                    writer.writerow([str(file), label, self.class_names[label], name, flag])
+                for r in part:
+                    flag = r.anomalous if r.anomalous >= 0 else ""
+                    writer.writerow([str(r.path), r.label, self.class_names[r.label], name, flag])
 
-    def fit_normalisation(self) -> None:
-        """Per-band log-mel statistics from up to `norm_clips` training clips (never val or test)."""
-        train = self.dataset("train")
-        picks = np.random.default_rng(self.split_seed).permutation(len(train))[: self.norm_clips]
-        waves = torch.stack([train[i][0] for i in picks])
-        self.frontend.fit(self.frontend.log_mel(waves))
+    # -- datasets and loaders -------------------------------------------------------------------------------------
 
     def dataset(self, name: str) -> ClipDataset:
-        return ClipDataset(self.splits[name], self.sources, self.decoding, self.num_frames, self.anomalous.get(name))
+        return ClipDataset(self.splits[name], self.sources, self.decoding, self.num_frames)
+
+    def clips(self, name: str, count: int) -> torch.Tensor:
+        """Up to `count` clips of a split, (clips, channels, frames), drawn at random with the split seed: the
+        same clips every time (e.g. to fit the front end's normalisation on training clips only)."""
+        dataset = self.dataset(name)
+        picks = np.random.default_rng(self.split_seed).permutation(len(dataset))[:count]
+        return torch.stack([dataset[int(i)][0] for i in picks])
 
     def labels(self, name: str) -> np.ndarray:
-        return np.array([label for _, label in self.splits[name]], dtype=np.int64)
+        return np.array([r.label for r in self.splits[name]], dtype=np.int64)
 
     def class_counts(self, name: str) -> np.ndarray:
         """How many clips of each class a split holds."""
         return np.bincount(self.labels(name), minlength=len(self.class_names))
-
-    # -- loaders ----------------------------------------------------------------------------------------------
 
     def _loader(self, name: str, shuffle: bool = False, sampler=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(self.dataset(name), batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
@@ -261,8 +254,7 @@ class AudioDataModule(L.LightningDataModule):
         if not self.balanced_sampling:
             return self._loader("train", shuffle=True, drop_last=drop_last)
         # Draw classes equally often: the abnormal class is 3-10x rarer in MIMII.
-        counts = self.class_counts("train")
-        weights = 1.0 / counts[labels]
+        weights = 1.0 / self.class_counts("train")[labels]
         generator = torch.Generator().manual_seed(self.split_seed)
         sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(labels), replacement=True,
                                         generator=generator)
@@ -274,34 +266,6 @@ class AudioDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    # -- on the device ------------------------------------------------------------------------------------------
-
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         self.last_fetch = time.perf_counter()
         return batch
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        wave, *targets = batch
-        self.frontend.to(wave.device)
-        spec = self.frontend(wave)
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
-            spec = self.augment(spec)
-        return spec, *targets
-
-    def state_dict(self) -> dict:
-        """What a restored model needs to see the same inputs, in the checkpoint: the fitted normalisation, the
-        background setting `auto` settled on, the decode settings and the class names (for predict)."""
-        return {"frontend": self.frontend.state_dict(), "subtract_background": self.frontend.subtract_background,
-                "sample_rate": self.decoding.sample_rate, "channel": self.decoding.channel,
-                "num_frames": self.num_frames, "class_names": list(self.class_names),
-                "scored_by_id": self.scored_by_id}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        restore_frontend(self.frontend, state_dict)
-
-
-def restore_frontend(frontend: LogMelFrontend, state_dict: dict) -> None:
-    """Put a data module's saved front-end state (`AudioDataModule.state_dict`) into `frontend`."""
-    frontend.load_state_dict(state_dict["frontend"])
-    if "subtract_background" in state_dict:
-        frontend.subtract_background = state_dict["subtract_background"]

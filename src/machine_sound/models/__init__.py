@@ -1,5 +1,1 @@
-"""Models (config group `model`)."""
-
-from machine_sound.models.classifier import SpectrogramClassifier, create_backbone
-
-__all__ = ["SpectrogramClassifier", "create_backbone"]
+"""Models (config group `model`): each owns the path from waveform to score (front end, backbone, head)."""

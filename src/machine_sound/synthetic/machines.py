@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from machine_sound.data.signals import (
+from machine_sound.synthetic.signals import (
     band_noise,
     coloured_noise,
     db,

@@ -1,7 +1,9 @@
-"""The spectrogram front end: waveform batch -> normalised log-mel image batch, run on the device.
+"""The model's front end: waveform batch -> normalised log-mel image batch, run on the device, and SpecAugment.
 
-STFT, mel and dB are computed in float32 even under mixed precision (autocast is switched off here), since
-fp16/bf16 power spectra lose the quiet bands that matter at low SNR.
+STFT, mel and dB are computed in float32 even under mixed precision (autocast is switched off here) and even in a
+model converted to half precision (the front end keeps its buffers in float32), since fp16/bf16 power spectra
+lose the quiet bands that matter at low SNR. The front end is a submodule of the model (the shape PANNs' Cnn14
+uses), so a checkpoint alone turns waveforms into scores.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ class LogMelFrontend(nn.Module):
     """MelSpectrogram -> dB -> per-mel-band standardisation with statistics fitted on training clips,
     then (optionally) each clip's stationary background removed.
 
+    Input (batch, channels, samples) at `sample_rate`; output (batch, channels, n_mels, frames) float32, with
+    frames = samples // hop_length + 1 (313 for 10 s at 16 kHz, hop 512).
+
     `subtract_background` subtracts every band's median over the clip's frames: steady machine hum and factory
     noise drop out and what changes in time (bursts, clicks, modulation) stands out, which is where faults show
     at low SNR. On the synthetic -6 dB pump/id_04 task it lifts test AUROC from about 0.93 to 0.99. It also
-    removes the steady spectrum that tells one machine ID or sound class from another, so `"auto"` leaves the
-    choice to the data module (`resolve_auto`): on for MIMII normal/abnormal, off otherwise; alone, auto is on.
-    The statistics are buffers, so they travel with the module's state dict (and the checkpoint).
+    removes the steady spectrum that tells one machine ID or sound class from another, so the task decides it
+    (`machine_sound.tasks`). The statistics are buffers, so they travel with the state dict (and the checkpoint).
     """
 
     def __init__(self, sample_rate: int, n_fft: int = 1024, hop_length: int = 512, n_mels: int = 128,
                  f_min: float = 0.0, f_max: float | None = None, top_db: float | None = 80.0,
-                 subtract_background: bool | str = "auto"):
+                 subtract_background: bool = True):
         super().__init__()
-        if subtract_background not in (True, False, "auto"):
-            raise ConfigError(f"features.frontend.subtract_background={subtract_background!r}: true, false or auto")
-        self.subtract_background = subtract_background
+        if not isinstance(subtract_background, bool):
+            raise ConfigError(f"model.frontend.subtract_background={subtract_background!r}: true or false")
+        self.sample_rate, self.subtract_background = sample_rate, subtract_background
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max,
             power=2.0)
@@ -53,16 +57,20 @@ class LogMelFrontend(nn.Module):
         self.std.copy_(log_mels.std(dim=dims).clamp_min(1e-3).unsqueeze(-1))
         self.fitted.fill_(True)
 
-    def resolve_auto(self, subtract: bool) -> None:
-        """Settle `subtract_background="auto"` to what the data asks for; a true or false setting stays."""
-        if self.subtract_background == "auto":
-            self.subtract_background = subtract
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         spec = (self.log_mel(wave) - self.mean) / self.std
-        if self.subtract_background in (True, "auto"):
+        if self.subtract_background:
             spec = spec - spec.median(dim=-1, keepdim=True).values
         return spec
+
+    def _apply(self, fn, recurse=True):
+        """Moves follow the model (device); dtype changes do not: the buffers stay float32."""
+        super()._apply(fn, recurse)
+        for module in self.modules():
+            for name, buffer in module._buffers.items():
+                if buffer is not None and buffer.is_floating_point() and buffer.dtype != torch.float32:
+                    module._buffers[name] = buffer.float()
+        return self
 
 
 class SpecAugment(nn.Module):

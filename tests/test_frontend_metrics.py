@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from machine_sound.features import LogMelFrontend, SpecAugment
 from machine_sound.metrics import best_threshold, binary_metrics, set_threshold, with_balanced_accuracy
+from machine_sound.models.frontend import LogMelFrontend, SpecAugment
 
 
 def test_ten_second_clip_becomes_128_mels_by_313_frames():

@@ -1,8 +1,10 @@
-"""The built-in dataset: synthetic MIMII-like recordings written as real WAV files in MIMII's layout.
+"""The built-in dataset: synthetic MIMII-like recordings written as real WAV files in MIMII's layout, which the
+MIMII reader then reads like the real dataset (this module writes the tree; the reader knows nothing of it).
 
 `SyntheticMimii.ensure(root, snr, machine, id)` writes `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/`
-on first use, for that machine/ID only. The tree is a pure function of the generator settings: a marker file
-holds them, a change regenerates the ID, and the files appear atomically so parallel sweep jobs can share it.
+on first use, for that machine/ID only; `prepare(reader)` writes every folder a MIMII reader will read. The tree
+is a pure function of the generator settings: a marker file holds them, a change regenerates the ID, and the
+files appear atomically so parallel sweep jobs can share it.
 As in MIMII, the SNR folders hold the same machine sounds mixed with the same background at different levels.
 """
 
@@ -22,30 +24,21 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from machine_sound.data.machines import (
+from machine_sound.data.readers.mimii import id_folder, parse_snr
+from machine_sound.errors import ConfigError, DataError
+from machine_sound.synthetic.machines import (
     ANOMALY_KINDS,
     MACHINE_MODELS,
     factory_background,
     id_parameters,
     stable_seed,
 )
-from machine_sound.data.signals import db, rms, unit_rms
-from machine_sound.errors import ConfigError, DataError
+from machine_sound.synthetic.signals import db, rms, unit_rms
 
 log = logging.getLogger(__name__)
 
 MARKER = ".synthetic.json"
 LABEL_DIRS = ("normal", "abnormal")
-
-
-def parse_snr(snr: str) -> float:
-    """'-6_dB' -> -6.0, with a clear error for anything else."""
-    try:
-        if not snr.endswith("_dB"):
-            raise ValueError
-        return float(snr[: -len("_dB")])
-    except ValueError:
-        raise ConfigError(f"snr '{snr}' is not of the form '<number>_dB' (MIMII has -6_dB, 0_dB, 6_dB)") from None
 
 
 @dataclass(frozen=True)
@@ -69,8 +62,15 @@ class SyntheticMimii:
         if self.severity <= 0:
             raise ConfigError(f"data.generator.severity={self.severity}: must be > 0 (1.0 is the default task)")
 
-    def id_dir(self, root: str | Path, snr: str, machine: str, machine_id: str) -> Path:
-        return Path(root) / f"{snr}_{machine}" / machine / machine_id
+    def prepare(self, reader) -> None:
+        """Write every (snr, machine, id) folder that a MIMII reader (`reader.root`, `reader.folders()`) will
+        read, as many processes as torch may use threads (a parallel sweep job keeps to its share of the CPUs)."""
+        import torch
+
+        if reader.root is None:
+            raise ConfigError("data.root is not set: the synthetic recordings need a folder to be written to")
+        for snr, machine, machine_id in reader.folders():
+            self.ensure(reader.root, snr, machine, machine_id, workers=torch.get_num_threads())
 
     def ensure(self, root: str | Path, snr: str, machine: str, machine_id: str, progress: bool = True,
                workers: int | None = None) -> Path:
@@ -79,7 +79,7 @@ class SyntheticMimii:
         if machine not in MACHINE_MODELS:
             raise ConfigError(f"unknown machine '{machine}' for synthetic data; valid: {', '.join(MACHINE_MODELS)}")
         parse_snr(snr)
-        target = self.id_dir(root, snr, machine, machine_id)
+        target = id_folder(root, snr, machine, machine_id)
         spec = self._spec(snr, machine, machine_id)
         if self._matches(target, spec):
             return target

@@ -1,0 +1,109 @@
+"""Where the configs live and how they become objects.
+
+The YAML files ship inside the package (`machine_sound/conf`), so Hydra finds them through the package search
+path (`pkg://machine_sound.conf`) from any folder and any kind of install. The resolvers registered here let a
+config derive one setting from another, so `python train.py --cfg job --resolve` prints what runs:
+
+- `${ms.task:<task>,<field>}`: a field of the task table (`machine_sound.tasks`), e.g. the checkpoint monitor.
+- `${ms.checkpoint_mode:<monitor>}`: `min` for a loss, `max` otherwise.
+- `${ms.choose:<setting>,<value>,{<value>: <result>, ...}}`: a value looked up in a small table, with a one-line
+  error naming the setting when the value is not in it (used to derive the task from `data.reader.protocol`).
+- `${swept_overrides:...}`: the part of a sweep job's folder name that tells it apart from the other jobs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from machine_sound.errors import ConfigError, user_error
+
+CONFIG_MODULE = "machine_sound.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+
+
+def _task_field(name: str, field: str) -> Any:
+    from machine_sound.tasks import get_task
+
+    return getattr(get_task(name), field)
+
+
+def _choose(setting: str, value: Any, table: dict) -> Any:
+    if value not in table:
+        raise ConfigError(f"{setting}={value}: choose {' or '.join(map(str, table))}")
+    return table[value]
+
+
+def _checkpoint_mode(monitor: str) -> str:
+    from machine_sound.tasks import checkpoint_mode
+
+    return checkpoint_mode(monitor)
+
+
+def split_override(item: object) -> tuple[str, str]:
+    """'+key=value' -> ('key', 'value'): an override as Hydra records it, without its +/++/~ prefix."""
+    key, _, value = str(item).partition("=")
+    return key.lstrip("+~"), value
+
+
+NAMING_KEYS = ("machine", "id", "snr")  # already in the folder path (data.name): <snr>_<machine>/<id>
+
+
+def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
+    """The part of a job folder's name that tells it apart from the other jobs of its sweep.
+
+    The swept keys are read from `multirun.yaml`, which Hydra's sweeper writes into the sweep folder before any
+    job starts: keys given with sweep syntax (`seed=1,2`, `range(...)`) or in `hydra.sweeper.params`. Overrides
+    common to every job stay out of the name. Returns '' or '/key=value,key=value'.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():
+        return ""
+    multirun = OmegaConf.load(path)
+    arguments = list(multirun.hydra.overrides.task or [])
+    arguments += [f"{k}={v}" for k, v in (OmegaConf.select(multirun, "hydra.sweeper.params") or {}).items()]
+    swept = {o.get_key_element().lstrip("+~") for o in OverridesParser.create().parse_overrides(arguments)
+             if o.is_sweep_override()}
+    parts = []
+    for key, value in map(split_override, task_overrides):
+        if key in swept and key not in NAMING_KEYS:
+            parts.append(f"{key}={value}".replace("/", "-"))
+    return "/" + ",".join(parts) if parts else ""
+
+
+def register_resolvers() -> None:
+    """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
+    for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose),
+                           ("ms.checkpoint_mode", _checkpoint_mode), ("swept_overrides", swept_overrides)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def compose(overrides: list[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """The training config with these overrides, composed outside a Hydra app (tests, benchmarks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register_resolvers()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def instantiate(node, **kwargs):
+    """`hydra.utils.instantiate`, but our own errors come out unwrapped, so they stay one clear line."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except Exception as err:  # InstantiationException, or an OmegaConf error around a resolver's ConfigError
+        mine = user_error(err)
+        if mine is not None:
+            raise mine from None
+        raise
+
+
+register_resolvers()

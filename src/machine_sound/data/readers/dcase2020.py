@@ -1,0 +1,67 @@
+"""DCASE 2020 Task 2: `<root>/<machine>/{train,test}/{normal,anomaly}_id_XX_NNNNNNNN.wav`, its own train/test split.
+
+The training folder holds normal clips only, so there is nothing abnormal to learn from. As the challenge's best
+systems did (task `id_anomaly`), the labels are the machine type's IDs found in train/, and a test clip's anomaly
+score is how little the model believes the clip is its own ID: 1 - p(own ID). The test metrics are DCASE's,
+AUROC and pAUC (max FPR 0.1) for each ID and their mean. The data module holds a stratified share of train/ out
+for validation (`data.split`), on which the ID classification is scored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from machine_sound.data.records import Index, Record, require_folder
+from machine_sound.errors import ConfigError, DataError
+
+# DCASE 2020 development data: MIMII channel 0 (fan, pump, slider, valve) and ToyADMOS (ToyCar, ToyConveyor).
+MACHINES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
+NAME = re.compile(r"^(normal|anomaly)_(id_\d+)_\d+\.wav$")
+HINT = ("data=dcase2020 expects <root>/<machine>/train/normal_id_XX_NNNNNNNN.wav and "
+        "<root>/<machine>/test/{normal,anomaly}_id_XX_NNNNNNNN.wav, as in the DCASE 2020 Task 2 development set")
+
+
+def parse_folder(folder: Path) -> list[tuple[Path, str, bool]]:
+    """(path, machine ID, anomalous) for every recording in a train/ or test/ folder, sorted by name."""
+    found = []
+    for path in sorted(require_folder(folder, HINT).glob("*.wav")):
+        match = NAME.match(path.name)
+        if match is None:
+            raise DataError(f"{path}: the name is not {{normal,anomaly}}_id_XX_NNNNNNNN.wav; {HINT}")
+        found.append((path, match.group(2), match.group(1) == "anomaly"))
+    if not found:
+        raise DataError(f"no .wav files in {folder}; {HINT}")
+    return found
+
+
+class Dcase2020Reader:
+    """One machine type of the DCASE 2020 Task 2 development (or additional training) data, as an `Index`."""
+
+    layout = "dcase2020"
+    task = "id_anomaly"
+
+    def __init__(self, root: str | None, machine: str):
+        if root is None:
+            raise DataError(f"data.root is not set: point it at the unpacked DCASE 2020 Task 2 data; {HINT}")
+        if machine not in MACHINES:
+            raise ConfigError(f"unknown DCASE 2020 machine '{machine}'; valid: {', '.join(MACHINES)}")
+        self.root, self.machine = Path(root), machine
+
+    def read(self) -> Index:
+        folder = self.root / self.machine
+        train, test = parse_folder(folder / "train"), parse_folder(folder / "test")
+        if any(anomalous for _, _, anomalous in train):
+            raise DataError(f"{folder / 'train'} holds anomaly_* clips; DCASE's train folder holds normal clips only")
+        ids = tuple(sorted({machine_id for _, machine_id, _ in train}))
+        if len(ids) < 2:
+            raise DataError(f"{folder / 'train'} holds one machine ID ({ids[0]}); learning to tell IDs apart needs "
+                            "at least 2")
+        unknown = sorted({machine_id for _, machine_id, _ in test} - set(ids))
+        if unknown:
+            raise DataError(f"{folder / 'test'} has IDs with no training clips: {', '.join(unknown)}")
+        records = [Record(path, ids.index(machine_id), None, 0, self.machine, machine_id)
+                   for path, machine_id, _ in train]
+        records += [Record(path, ids.index(machine_id), "test", int(anomalous), self.machine, machine_id)
+                    for path, machine_id, anomalous in test]
+        return Index(records, ids, self.task, self.layout, {"machine": self.machine})

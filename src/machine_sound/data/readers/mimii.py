@@ -1,0 +1,142 @@
+"""MIMII as released: `<root>/<snr>_<machine>/<machine>/<id>/{normal,abnormal}/*.wav`, one machine/ID per run.
+
+Two protocols (`data.reader.protocol`), each with its task:
+- `stratified` (default, task `binary`): every recording of the ID, labelled normal (0) or abnormal (1); the data
+  module splits them at random, keeping the class ratio.
+- `baseline` (task `id_anomaly`): the MIMII paper's (Purohit et al., 2019, arXiv 1909.09347). The test set is the
+  ID's first N normal files (N = its number of abnormal files) and all its abnormal files. Nothing abnormal is
+  left to learn from, so the labels are the machine type's IDs: every ID's other normal files, split by the data
+  module at train:val, and the test files labelled with their own ID and flagged normal or anomalous.
+`test_snr` tests across noise levels: a test recording is read from another SNR folder (MIMII's SNR folders hold
+the same machine sounds mixed with the background at other levels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from machine_sound.data.records import Index, Record
+from machine_sound.errors import ConfigError, DataError
+
+CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
+PROTOCOL_TASKS = {"stratified": "binary", "baseline": "id_anomaly"}
+HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip into one folder and set data.root to "
+        "it, or use the built-in data=synthetic")
+
+
+def parse_snr(snr: str) -> float:
+    """'-6_dB' -> -6.0, with a clear error for anything else."""
+    try:
+        if not snr.endswith("_dB"):
+            raise ValueError
+        return float(snr[: -len("_dB")])
+    except ValueError:
+        raise ConfigError(f"snr '{snr}' is not of the form '<number>_dB' (MIMII has -6_dB, 0_dB, 6_dB)") from None
+
+
+def id_folder(root: str | Path, snr: str, machine: str, machine_id: str) -> Path:
+    """Where MIMII keeps one machine/ID at one SNR."""
+    return Path(root) / f"{snr}_{machine}" / machine / machine_id
+
+
+def list_id(root: str | Path | None, snr: str, machine: str, machine_id: str) -> dict[str, list[Path]]:
+    """The normal and abnormal files of one snr/machine/id, each sorted by name, with errors that say what is
+    missing."""
+    if root is None:
+        raise DataError(f"data.root is not set: {HINT}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist: {HINT}")
+    snr_dir = root / f"{snr}_{machine}"
+    if not snr_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and "_dB_" in p.name)
+        raise DataError(f"no folder {snr_dir.name} in {root} (found: {', '.join(found) or 'none'}); "
+                        f"unzip {snr}_{machine}.zip there or choose another snr/machine")
+    folder = id_folder(root, snr, machine, machine_id)
+    if not folder.is_dir():
+        found = sorted(p.name for p in (snr_dir / machine).glob("id_*"))
+        raise DataError(f"no folder {folder} (IDs found: {', '.join(found) or 'none'})")
+    files = {}
+    for name in CLASS_NAMES:
+        files[name] = sorted((folder / name).glob("*.wav"))
+        if not files[name]:
+            raise DataError(f"no .wav files in {folder / name}; a MIMII ID folder holds normal/ and abnormal/ "
+                            "folders of .wav files")
+    return files
+
+
+class MimiiReader:
+    """The recordings of one MIMII machine/ID (`machine_id`) at one SNR, as an `Index`."""
+
+    layout = "mimii"
+
+    def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
+                 machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None):
+        if protocol not in PROTOCOL_TASKS:
+            raise ConfigError(f"data.reader.protocol={protocol}: choose {' or '.join(PROTOCOL_TASKS)}")
+        if machine not in machines:
+            raise ConfigError(f"unknown machine '{machine}'; valid: {', '.join(machines)}")
+        if machine_id not in machines[machine]:
+            raise ConfigError(f"unknown id '{machine_id}' for {machine}; valid: {', '.join(machines[machine])} "
+                              f"(to use another, add it to data.reader.machines.{machine})")
+        parse_snr(snr)
+        if test_snr is not None:
+            parse_snr(test_snr)
+        self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
+        self.protocol, self.test_snr = protocol, test_snr if test_snr != snr else None
+        self.ids = tuple(machines[machine])
+        self.task = PROTOCOL_TASKS[protocol]
+        if protocol == "baseline" and len(self.ids) < 2:
+            raise ConfigError(f"data.reader.protocol=baseline learns to tell {machine}'s IDs apart: "
+                              f"data.reader.machines.{machine} lists only {', '.join(self.ids)}")
+
+    def folders(self) -> list[tuple[str, str, str]]:
+        """Every (snr, machine, id) folder this reader reads: what a generator must write first."""
+        ids = self.ids if self.protocol == "baseline" else (self.machine_id,)
+        snrs = [self.snr] + ([self.test_snr] if self.test_snr else [])
+        return [(snr, self.machine, machine_id) for snr in snrs for machine_id in ids]
+
+    def read(self) -> Index:
+        records = self._baseline() if self.protocol == "baseline" else self._stratified()
+        identity = {"machine": self.machine, "id": self.machine_id, "snr": self.snr}
+        return Index(records, self.ids if self.protocol == "baseline" else CLASS_NAMES, self.task, self.layout,
+                     identity, note=f"test at {self.test_snr}" if self.test_snr else "")
+
+    def _record(self, path: Path, label: int, anomalous: int, split: str | None = None) -> Record:
+        snr = path.parents[2].name.removesuffix(f"_{self.machine}")  # <snr>_<machine>/<machine>/<id>/<label>/
+        return Record(path, label, split, anomalous, self.machine, path.parent.parent.name, snr,
+                      self._at_test_snr(path) if self.test_snr and split is None else None)
+
+    def _stratified(self) -> list[Record]:
+        files = list_id(self.root, self.snr, self.machine, self.machine_id)
+        if self.test_snr:
+            list_id(self.root, self.test_snr, self.machine, self.machine_id)  # that folder's own errors first
+        return [self._record(path, label, label) for label, name in enumerate(CLASS_NAMES) for path in files[name]]
+
+    def _baseline(self) -> list[Record]:
+        records = []
+        for label, machine_id in enumerate(self.ids):
+            files = list_id(self.root, self.snr, self.machine, machine_id)
+            normal, abnormal = files["normal"], files["abnormal"]
+            if len(normal) <= len(abnormal):
+                raise DataError(f"{self.snr}_{self.machine}/{machine_id} has {len(normal)} normal and "
+                                f"{len(abnormal)} abnormal files: the baseline protocol tests on as many normal "
+                                "files as abnormal ones and needs more normal files left to train on")
+            records += [self._record(path, label, 0) for path in normal[len(abnormal):]]
+            if machine_id == self.machine_id:  # this run's ID: its test set, labelled by ID and flagged
+                if self.test_snr:
+                    list_id(self.root, self.test_snr, self.machine, machine_id)
+                test = [(path, 0) for path in normal[:len(abnormal)]] + [(path, 1) for path in abnormal]
+                tested = [(self._at_test_snr(path) if self.test_snr else path, flag) for path, flag in test]
+                records += [self._record(path, label, flag, "test") for path, flag in tested]
+        return records
+
+    def _at_test_snr(self, path: Path) -> Path:
+        """The same recording in the `test_snr` folder, with a clear error when it is missing."""
+        snr_dir = path.parents[3]  # <snr>_<machine>/<machine>/<id>/<label>/<file>
+        other = snr_dir.with_name(f"{self.test_snr}_{self.machine}") / path.relative_to(snr_dir)
+        if not other.is_file():
+            raise DataError(f"data.reader.test_snr={self.test_snr}: {other} is missing; cross-SNR testing needs "
+                            f"the same file names in {snr_dir.name} and {self.test_snr}_{self.machine}")
+        return other

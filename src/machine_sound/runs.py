@@ -1,0 +1,158 @@
+"""What train, eval and predict share about a run: the config stored in its checkpoints, loading a checkpoint
+safely, the command line of the checkpoint tools, and the metrics record (`metrics.json`).
+
+Heavy imports (torch, Lightning) stay inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from machine_sound.errors import ConfigError, DataError
+
+RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
+_ABSENT = object()
+
+
+def load_checkpoint(ckpt_path: str | Path) -> dict:
+    """A checkpoint written by this project's training, loaded with `weights_only=True` (no code runs), with one
+    clear DataError for every way that can fail."""
+    import torch
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataError(f"no checkpoint at {path}; give ckpt_path=<run folder>/checkpoints/<name>.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and weights-only errors all mean: not a usable checkpoint
+        raise DataError(f"{path} is not a PyTorch checkpoint that can be loaded safely ({type(err).__name__})"
+                        ) from None
+    if not isinstance(checkpoint, dict) or RUN_CONFIG not in checkpoint:
+        raise DataError(f"{path} is not a checkpoint written by machine-sound training (it holds no run config)")
+    return checkpoint
+
+
+def run_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
+    """The training run's config that a checkpoint carries, with Hydra-syntax `key=value` overrides applied.
+    A key the config does not have, or a sweep (`a=1,2`), is a ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    import machine_sound.config  # noqa: F401  (registers the resolvers the stored config uses)
+
+    cfg = OmegaConf.create(checkpoint[RUN_CONFIG])
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as err:
+        raise ConfigError(f"cannot read the override {str(err).splitlines()[0]!r}; quote a value holding '=', ',' "
+                          "or spaces as in key='value'") from None
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_sweep_override():
+            raise ConfigError(f"{key}: one value per setting here, not a sweep (quote a value holding ',')")
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            raise ConfigError(f"unknown setting '{key}' (the run's config has no such key)")
+        OmegaConf.update(cfg, key, override.value(), merge=False)
+    return cfg
+
+
+def load_model(ckpt_path: str | Path, cfg: DictConfig, map_location="cpu"):
+    """The trained model of a checkpoint, as the class its run config names (`model._target_`), through
+    Lightning's `load_from_checkpoint(weights_only=True)`: the weights, the front end's statistics and the
+    decision threshold are the checkpoint's; nothing is downloaded."""
+    from hydra.utils import get_class
+
+    model_class = get_class(cfg.model._target_)
+    return model_class.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True).eval()
+
+
+def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequence[str] = (),
+                    usage: str = "") -> tuple[dict[str, str], list[str]]:
+    """Split `key=value` arguments into this tool's own (`required` and `optional` keys, whose values are taken
+    verbatim, so paths may hold '=', ',' or spaces) and Hydra-syntax overrides of the stored run config (the
+    rest). `-h`/`--help`, or a missing required key, prints `usage` and exits with status 2."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage)
+        sys.exit(0)
+    own, overrides = {}, []
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if sep and key in (*required, *optional):
+            own[key] = value
+        else:
+            overrides.append(argument)
+    missing = [key for key in required if not own.get(key)]
+    if missing:
+        print(f"error: give {', '.join(f'{k}=...' for k in missing)}\n{usage}", file=sys.stderr)
+        sys.exit(2)
+    return own, overrides
+
+
+def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epochs: int | None,
+                   seed: int | None) -> dict:
+    """What `metrics.json` holds after a test (training's, or machine_sound.eval's): what the run was (its data's
+    own names: machine, id and snr where the layout has them, and its root and classes), the test metrics and the
+    details behind them."""
+    classes = list(datamodule.class_names)
+    task = model.task
+    return {
+        "name": datamodule.describe(), "task": task.name, "layout": datamodule.layout,
+        **datamodule.identity(), "seed": seed, "backbone": model.hparams.get("backbone"),
+        "positive_class": classes[1] if task.decision == "threshold" else None,
+        "best_checkpoint": checkpoint, "epochs": epochs,
+        "threshold": model.threshold.item() if task.decision == "threshold" else None,
+        "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
+        "bad_files_skipped": len(datamodule.bad_files),
+        "metrics": {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")},
+        "per_id": model.per_id,
+        # rows: true class, columns: predicted, in `classes` order (none without a decision)
+        "confusion": model.confusion.tolist() if model.confusion is not None else None,
+    }
+
+
+def write_test_scores(path: Path, datamodule, model) -> None:
+    """`test_scores.csv`: every test clip (test-loader order) with its class, anomaly flag and the score the test
+    step gave it, named as predict names them: `p_<positive>` (binary), `p_<class>` (multiclass) or
+    `anomaly_score` (id_anomaly)."""
+    import csv
+
+    scores = model.test_outputs[0]
+    names = model.class_names
+    if scores.dim() == 2:
+        header = [f"p_{name}" for name in names]
+    else:
+        header = ["anomaly_score" if model.task.score == "not_own" else f"p_{names[1]}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(staging, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "class", "anomalous", *header])
+        for record, score in zip(datamodule.splits["test"], scores.tolist()):
+            flag = record.anomalous if record.anomalous >= 0 else ""
+            values = score if isinstance(score, list) else [score]
+            writer.writerow([str(record.path), names[record.label], flag, *(f"{v:.6f}" for v in values)])
+    os.replace(staging, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write `data` beside `path`, then rename it into place: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(json.dumps(data, indent=2))
+    os.replace(staging, path)
+
+
+def summary(result: dict, folder: str | Path) -> str:
+    """The lines printed at the end of a run: its test metrics, its folder, and how to see its dashboards."""
+    m = result["metrics"]
+    shown = [(label, m[key]) for key, label in (("auroc", "AUROC"), ("pauc", "pAUC"), ("f1", "F1"),
+                                                 ("balanced_accuracy", "balanced accuracy")) if key in m]
+    return (f"{result['name']}: test " + "  ".join(f"{label} {value:.3f}" for label, value in shown) + "\n"
+            f"run folder: {folder}\n"
+            f"dashboard:  tensorboard --logdir {folder}")
