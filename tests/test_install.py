@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -24,7 +25,11 @@ def test_a_non_editable_install_trains_in_an_empty_folder_elsewhere(tmp_path):
     target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                             capture_output=True, text=True, check=True).stdout.strip()
     (Path(target) / "stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(REPO)], capture_output=True,
+    source = tmp_path / "repository"  # a copy: pip builds in the source tree (build/), which stays untouched
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)], capture_output=True,
                              text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     where = subprocess.run([str(python), "-c", "import machine_sound.conf as c; print(c.__file__)"],

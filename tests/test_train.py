@@ -167,7 +167,7 @@ def test_the_model_really_learns(tmp_path):
     """Real training on clearly audible faults (6 dB, full 10 s clips, ~120 steps): the test AUROC must be high."""
     cfg = make_cfg(tmp_path / "run", tmp_path / "data", [
         "snr=6_dB", "data.clip_seconds=10.0", "data.generator.n_normal=150", "data.generator.n_abnormal=75",
-        "data.batch_size=16", "data.norm_clips=64", "trainer.max_epochs=15"])
+        "data.batch_size=16", "model.norm_clips=64", "trainer.max_epochs=15"])
     result = train(cfg)
     # Chance is 0.5; measured 0.898 on 2026-11-24 (2-core CPU, about 100 s).
     assert result["metrics"]["auroc"] >= 0.85, result["metrics"]
