@@ -12,6 +12,7 @@ import csv
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -141,10 +142,8 @@ class AudioDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.splits = self.split(self.check(self.index.records))
-        moved = [r for r in self.splits["test"] if r.test_path is not None]
-        if moved:  # cross-SNR: the test recordings are read from their other files, each checked once
-            self.splits["test"] = self.check([Record(r.test_path, r.label, r.split, r.anomalous, r.machine,
-                                                     r.machine_id, r.snr) if r.test_path else r
+        if any(r.test_path for r in self.splits["test"]):  # cross-SNR: test the same recordings' other files
+            self.splits["test"] = self.check([replace(r, path=r.test_path, test_path=None) if r.test_path else r
                                               for r in self.splits["test"]])
         counts = {name: self.class_counts(name).tolist() for name in SPLITS}
         log.info("split of %s %s: %s", self.describe(), self.class_names, counts)
