@@ -22,18 +22,18 @@ train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overri
 
 eval:  ## test a checkpoint again, on its run's data or another: make eval CKPT=<file.ckpt> [ARGS="snr=6_dB"]
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=<run folder>/checkpoints/<name>.ckpt [ARGS='snr=6_dB']"; exit 2; }
-	$(PY) -m machine_sound.eval ckpt_path=$(CKPT) $(ARGS)
+	$(PY) -m machine_sound.eval "ckpt_path=$(CKPT)" $(ARGS)
 
 predict:  ## score recordings with a checkpoint: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS=...]
 	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "usage: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS='output=scores.csv aggregate=max']"; exit 2; }
-	$(PY) -m machine_sound.predict ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
+	$(PY) -m machine_sound.predict "ckpt_path=$(CKPT)" "input=$(INPUT)" $(ARGS)
 
 sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
 	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
 
 summarize:  ## rebuild the results table of a sweep folder: make summarize DIR=outputs/sweeps/<date>
 	@test -n "$(DIR)" || { echo "usage: make summarize DIR=outputs/sweeps/<date> [ARGS='--positive normal']"; exit 2; }
-	$(PY) -m machine_sound.summarize $(DIR) $(ARGS)
+	$(PY) -m machine_sound.summarize "$(DIR)" $(ARGS)
 
 test:  ## the default test suite (fast; slow tests excluded)
 	$(PY) -m pytest
@@ -49,7 +49,7 @@ bench:  ## data-path benchmark (installs librosa): cache vs decoding, torchaudio
 	$(PY) benchmarks/pipeline.py $(ARGS)
 
 tensorboard:  ## dashboards of every run under outputs/ (or under DIR=...)
-	$(VENV)/bin/tensorboard --logdir $(or $(DIR),outputs) --bind_all
+	$(VENV)/bin/tensorboard --logdir "$(or $(DIR),outputs)" --bind_all
 
 lint:  ## static checks
 	$(VENV)/bin/ruff check src tests benchmarks train.py

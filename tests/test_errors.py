@@ -60,3 +60,26 @@ def test_command_line_prints_one_line_not_a_traceback(tmp_path):
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown machine 'pmp'; valid: fan, pump, slider, valve"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.clip_seconds=0", "data.clip_seconds=0: a positive number of seconds"),
+    ("data.batch_size=0", "data.batch_size=0: a whole number of clips, at least 1"),
+    ("data.resample=no", "data.resample='no': true or false"),
+    ("data.reader.machines.pump=id_04", "data.reader.machines.pump='id_04': a list of distinct IDs"),
+])
+def test_settings_of_the_wrong_kind_are_named(cfg_factory, tmp_path, override, message):
+    make_mimii(tmp_path / "mimii")
+    with pytest.raises(ConfigError, match=message):
+        train(cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00", override))
+
+
+def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_before_training(cfg_factory,
+                                                                                               tmp_path):
+    make_mimii(tmp_path / "mimii")
+    with pytest.raises(ConfigError, match=r"data.clip_seconds=0.01 gives 160 samples, fewer than the front end's"):
+        train(cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00",
+                          "data.clip_seconds=0.01"))
+    with pytest.raises(ConfigError, match=r"data.generator.duration_s=0.5 \(data.clip_seconds\): the synthetic "
+                                          r"faults need clips of at least 1 s"):
+        train(cfg_factory("data.clip_seconds=0.5"))

@@ -112,6 +112,24 @@ def test_two_class_folders_as_a_binary_task_get_a_threshold_and_pauc(cfg_factory
     assert {"auroc", "pauc", "tp", "fn"} <= set(result["metrics"])
 
 
+def test_a_binary_task_on_folders_makes_the_fault_named_folder_positive_whatever_the_sort_order(cfg_factory,
+                                                                                                tmp_path):
+    root = make_folder(tmp_path / "sounds", {"abnormal": 3, "normal": 3})  # sorted, abnormal would come first
+    datamodule = instantiate(cfg_factory("data=folder", f"data.root={root}", "data.task=binary").data)
+    assert datamodule.class_names == ("normal", "abnormal")
+    datamodule.setup("fit")
+    assert {r.anomalous for r in datamodule.splits["test"] if r.path.parent.name == "abnormal"} == {1}
+    given = ["data=folder", f"data.root={root}", "data.task=binary", "data.reader.classes=[abnormal,normal]"]
+    assert instantiate(cfg_factory(*given).data).class_names == ("abnormal", "normal")  # as given, with a warning
+
+
+@pytest.mark.parametrize("classes", ["ok", "[ok,worn,ok]"])
+def test_classes_must_be_a_list_of_distinct_names(cfg_factory, tmp_path, classes):
+    root = make_folder(tmp_path / "sounds", {"ok": 3, "worn": 3})
+    with pytest.raises(ConfigError, match="data.reader.classes=.*a list of distinct folder names"):
+        instantiate(cfg_factory("data=folder", f"data.root={root}", f"data.reader.classes={classes}").data)
+
+
 def test_classes_pick_and_order_the_folders(cfg_factory, tmp_path):
     root = make_folder(tmp_path / "sounds", {"bad": 6, "good": 6, "other": 3})
     cfg = cfg_factory("data=folder", f"data.root={root}", "data.clip_seconds=0.25", "data.reader.classes=[good,bad]")

@@ -84,6 +84,17 @@ def test_predict_errors_are_one_line(trained, tmp_path):
         predict(result["best_checkpoint"], tmp_path / "empty", aggregate="median")
     with pytest.raises(DataError, match="no checkpoint at"):
         predict(tmp_path / "missing.ckpt", tmp_path / "empty")
+    refused = {"data.sample_rate=44100": "but the model's front end hears 16000 Hz audio",
+               "data.task=multiclass": "data.task: only data.channel, data.resample, data.clip_seconds",
+               "model.threshold=0.1": "the model and its settings are the checkpoint's",
+               "data.resample=maybe": "data.resample='maybe': true or false"}
+    write_wav(tmp_path / "in" / "a.wav", seconds=2.0)
+    for override, message in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "out.csv", overrides=[override])
+    for output in (tmp_path / "in", tmp_path / "in" / "a.wav"):  # a folder, or a recording it would overwrite
+        with pytest.raises(ConfigError, match=f"output={output}: give the path of a .csv file"):
+            predict(result["best_checkpoint"], tmp_path / "in", output)
     command = [sys.executable, "-m", "machine_sound.predict", f"ckpt_path={tmp_path / 'missing.ckpt'}",
                f"input={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -111,6 +122,9 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
         own = "id_00" if "_id_00_" in row["path"] else "id_02"
         assert row["anomaly_score"] == pytest.approx(1 - row[f"p_{own}"], abs=1e-5)
         assert row["predicted_id"] in ("id_00", "id_02") and "decision" not in row
+    write_wav(tmp_path / "other" / "normal_id_07_00000000.wav", seconds=1.0)  # an ID the model does not know
+    _, (row,) = predict(result["best_checkpoint"], tmp_path / "other", tmp_path / "other.csv")
+    assert row["anomaly_score"] == "" and "no anomaly score: neither the name nor a folder names" in row["error"]
 
 
 def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained, tmp_path):

@@ -162,3 +162,15 @@ def test_a_dcase_job_gives_a_row_per_id_and_an_unfinished_one_a_single_row(tmp_p
     means = {r["name"]: r for r in rows if r["kind"] != "job"}
     assert means["dcase2020_fan mean (2 of 2 IDs)"]["pauc"] == pytest.approx(0.7)
     write_summary(tmp_path)  # the table, csv and heatmap are written for it too
+
+
+def test_class_folder_runs_get_one_overall_mean_and_a_bad_task_does_not_stop_the_table(tmp_path):
+    for name, task in (("a", "multiclass"), ("b", "no-such-task")):
+        folder = tmp_path / "folder" / name
+        (folder / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create({"seed": 1, "data": {"task": task, "reader": {
+            "_target_": "machine_sound.data.readers.folder.FolderReader"}}}), folder / ".hydra" / "config.yaml")
+        (folder / "metrics.json").write_text(json.dumps({"task": task, "layout": "folder", "metrics": metrics(0.8)}))
+    rows = table_rows(collect(tmp_path))
+    assert job_rows(rows)["folder"]["runs"] == 2  # the same data twice: one cell of two runs
+    assert [r["name"] for r in rows if r["kind"] != "job"] == ["folder mean (1 of 1 runs)"]  # once, not per machine

@@ -208,6 +208,21 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
         evaluate(trained["best_checkpoint"], ["dta.root=/x"])
     with pytest.raises(ConfigError, match="snr: one value per setting here, not a sweep"):
         evaluate(trained["best_checkpoint"], ["snr=0_dB,6_dB"])
+    old = torch.load(trained["best_checkpoint"], weights_only=True)
+    del old["machine_sound_format"]  # as checkpoints were before the model owned its front end
+    torch.save(old, tmp_path / "old.ckpt")
+    with pytest.raises(DataError, match=r"old.ckpt was written by an older machine-sound .* train the model again"):
+        evaluate(tmp_path / "old.ckpt")
+    refused = {"data=folder": "a config group cannot be switched on a stored run config",
+               "model.threshold=0.1": "the model and its settings are the checkpoint's",
+               "data.sample_rate=8000": "but the model's front end hears 16000 Hz audio; keep 16000 and set "
+                                        "data.resample=true",
+               "data.reader.protocol=baseline": "data.task=id_anomaly, but the model was trained for task binary",
+               "data.clip_seconds=0.01": "gives 160 samples, fewer than the front end's STFT needs \\(513\\)"}
+    for override, message in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            evaluate(trained["best_checkpoint"], [override], output_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before anything is read or written
 
 
 def test_a_diverged_training_stops_with_a_clear_error_instead_of_garbage_metrics(cfg_factory, monkeypatch):

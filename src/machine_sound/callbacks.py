@@ -9,7 +9,7 @@ import lightning as L
 import torch
 
 from machine_sound.figures import confusion_figure, histogram_figure, roc_figure, spectrogram_figure
-from machine_sound.runs import RUN_CONFIG
+from machine_sound.runs import FORMAT, FORMAT_KEY, RUN_CONFIG
 
 
 class StoreRunConfig(L.Callback):
@@ -22,6 +22,7 @@ class StoreRunConfig(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[RUN_CONFIG] = self.config
+        checkpoint[FORMAT_KEY] = FORMAT
 
 
 class DataWaitMonitor(L.Callback):

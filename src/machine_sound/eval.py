@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from machine_sound.config import instantiate
 from machine_sound.errors import ConfigError, MachineSoundError, one_line
 from machine_sound.runs import (
+    check_fits,
     load_checkpoint,
     load_model,
     metrics_record,
@@ -45,9 +46,10 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
         output_dir = Path(cfg.paths.log_dir) / "evals" / str(cfg.data.name) / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
     cfg.paths.output_dir = str(output_dir)
     output_dir = Path(output_dir)
+    model = load_model(ckpt_path, cfg)
+    check_fits(cfg, model)  # before any data is written or read
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    model = load_model(ckpt_path, cfg)
     if list(datamodule.class_names) != model.class_names:
         raise ConfigError(f"the checkpoint's model tells {', '.join(model.class_names)} apart, but this data has "
                           f"{', '.join(datamodule.class_names)}; evaluate it on data with the same classes")

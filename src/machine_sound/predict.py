@@ -10,7 +10,7 @@ windows run through `Trainer.predict`, and a `PredictionWriter` averages each fi
 (`aggregate=mean`) or takes their maximum (`aggregate=max`, for faults that come and go) into one CSV row per
 file. A file that cannot be read gets a row with its error instead of stopping the others. `ckpt_path`, `input`
 and `output` are taken as written (paths may hold '=', ',' or spaces); other arguments are Hydra overrides of the
-stored run config (e.g. `data.resample=true`).
+stored run config's reading settings (`READING`, e.g. `data.resample=true`).
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from torch.utils.data import DataLoader, Dataset
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, probe
 from machine_sound.data.records import find_audio
 from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line
-from machine_sound.runs import load_checkpoint, load_model, parse_arguments, run_config
+from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config
 
 log = logging.getLogger(__name__)
 USAGE = ("usage: python -m machine_sound.predict ckpt_path=<checkpoint.ckpt> input=<file or folder> "
          "[output=<file.csv>] [aggregate=mean|max] [key=value ...]")
 AGGREGATES = ("mean", "max")
+# The stored run config's settings that reading a file depends on: the only ones predict lets you change.
+READING = ("data.channel", "data.resample", "data.clip_seconds", "data.batch_size", "data.sample_rate")
 
 
 def window_starts(frames: int, size: int) -> list[int]:
@@ -102,13 +104,17 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         self.rows = [self.row(i, path, pl_module) for i, path in enumerate(self.dataset.files)]
         fields = list(dict.fromkeys(key for row in self.rows for key in row if key != "error")) + ["error"]
-        self.output.parent.mkdir(parents=True, exist_ok=True)
         staging = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
-        with open(staging, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, restval="")
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(staging, self.output)
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            with open(staging, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, restval="")
+                writer.writeheader()
+                writer.writerows(self.rows)
+            os.replace(staging, self.output)
+        except OSError as err:
+            staging.unlink(missing_ok=True)
+            raise DataError(f"cannot write {self.output}: {err.strerror}; give output= a writable .csv path") from None
 
     def row(self, index: int, path: Path, model) -> dict:
         row: dict = {"path": str(path)}
@@ -128,6 +134,9 @@ class PredictionWriter(BasePredictionWriter):
             machine_id = own_id(path, names)
             row["predicted_id"] = names[int(probs.argmax())]
             row["anomaly_score"] = round(1 - float(probs[names.index(machine_id)]), 6) if machine_id else ""
+            if not machine_id:
+                row["error"] = (f"no anomaly score: neither the name nor a folder names one of the model's machine "
+                                f"IDs ({', '.join(names)})")
         else:
             row["decision"] = names[int(probs.argmax())]
         return row
@@ -159,22 +168,26 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and rows."""
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
-    cfg = run_config(load_checkpoint(ckpt_path), overrides)
+    if output is None:
+        output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
+    output = Path(output)
+    if output.suffix.lower() != ".csv" or output.is_dir():
+        raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists)")
+    cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
     model = load_model(ckpt_path, cfg)
+    check_fits(cfg, model)
     channel = cfg.data.channel if isinstance(cfg.data.channel, (int, str)) else list(cfg.data.channel)
-    decoding = Decoding(cfg.data.sample_rate, channel, bool(cfg.data.resample))
+    decoding = Decoding(cfg.data.sample_rate, channel, cfg.data.resample)
     dataset = RecordingWindows(find_inputs(source), decoding, int(round(cfg.data.clip_seconds * decoding.sample_rate)))
     if not dataset.windows:  # nothing to score is a failure, not an empty table
         first = next(iter(dataset.errors.values()))
         raise DataError(f"none of the {len(dataset.files)} file(s) could be read; the first: {first}")
-    if output is None:
-        output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
-    writer = PredictionWriter(dataset, Path(output), aggregate)
+    writer = PredictionWriter(dataset, output, aggregate)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])
     loader = DataLoader(dataset, batch_size=int(cfg.data.batch_size), pin_memory=torch.cuda.is_available())
     trainer.predict(model, dataloaders=loader, return_predictions=False)
-    return Path(output), writer.rows
+    return output, writer.rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,9 +200,11 @@ def main(argv: list[str] | None = None) -> None:
     except MachineSoundError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    failed = sum(1 for r in rows if r.get("error"))
+    failed = sum(1 for r in rows if "windows" not in r)
     decided = [r["decision"] for r in rows if r.get("decision")]
     counts = ", ".join(f"{decided.count(c)} {c}" for c in dict.fromkeys(sorted(decided)))
+    if any("anomaly_score" in r for r in rows):
+        counts = f"{sum(r.get('anomaly_score', '') != '' for r in rows)} with an anomaly score"
     print(f"scored {len(rows) - failed} of {len(rows)} files ({counts or 'none'}"
           f"{f'; {failed} unreadable' if failed else ''}): {output}")
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from machine_sound.errors import ConfigError, DataError
 
 RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
+FORMAT_KEY, FORMAT = "machine_sound_format", 2  # 2: the model owns its front end (2026-11-29)
 _ABSENT = object()
 
 
@@ -35,12 +36,31 @@ def load_checkpoint(ckpt_path: str | Path) -> dict:
                         ) from None
     if not isinstance(checkpoint, dict) or RUN_CONFIG not in checkpoint:
         raise DataError(f"{path} is not a checkpoint written by machine-sound training (it holds no run config)")
+    if checkpoint.get(FORMAT_KEY) != FORMAT:
+        raise DataError(f"{path} was written by an older machine-sound (before 2026-11-29, when the model took over "
+                        "its log-mel front end) and cannot be loaded; train the model again")
     return checkpoint
 
 
-def run_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
+def stored_config(cfg: DictConfig) -> dict:
+    """The run's config as checkpoints keep it: unresolved, so `snr=6_dB` given to eval later moves everything
+    that follows the SNR, but with the data's folders made absolute (`paths.data_dir`, and `data.root` when it
+    was typed as a relative path), so the checkpoint finds its data from any folder."""
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    stored["paths"]["data_dir"] = str(Path(cfg.paths.data_dir).resolve())
+    root = stored["data"].get("root")
+    if isinstance(root, str) and "${" not in root:
+        stored["data"]["root"] = str(Path(root).resolve())
+    return stored
+
+
+def run_config(checkpoint: dict, overrides: Sequence[str] = (), fixed: Sequence[str] = ("model",),
+               only: Sequence[str] | None = None) -> DictConfig:
     """The training run's config that a checkpoint carries, with Hydra-syntax `key=value` overrides applied.
-    A key the config does not have, or a sweep (`a=1,2`), is a ConfigError."""
+
+    Raises ConfigError for a key the config does not have, a sweep (`a=1,2`), a config group switched (`data=x`:
+    the stored config holds its keys, not its name), a key under `fixed` (the model is the checkpoint's: its
+    settings do nothing here), or, when `only` is given, any other key than those."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -56,10 +76,34 @@ def run_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
         key = override.key_or_group
         if override.is_sweep_override():
             raise ConfigError(f"{key}: one value per setting here, not a sweep (quote a value holding ',')")
-        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+        current = OmegaConf.select(cfg, key, default=_ABSENT)
+        if current is _ABSENT:
             raise ConfigError(f"unknown setting '{key}' (the run's config has no such key)")
+        if OmegaConf.is_dict(current):
+            raise ConfigError(f"{key}={override.value()}: a config group cannot be switched on a stored run config; "
+                              f"change its keys instead (e.g. {key}.root=...)")
+        if key.split(".")[0] in fixed:
+            raise ConfigError(f"{key}: the model and its settings are the checkpoint's and cannot change here; "
+                              "train another model")
+        if only is not None and key not in only:
+            raise ConfigError(f"{key}: only {', '.join(only)} can be set here")
         OmegaConf.update(cfg, key, override.value(), merge=False)
     return cfg
+
+
+def check_fits(cfg: DictConfig, model) -> None:
+    """The data settings must fit the model: its task, the sample rate its front end was built for, and clips
+    long enough for its STFT window. ConfigError otherwise."""
+    rate = model.frontend.sample_rate
+    samples = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
+    if samples < model.min_samples:
+        raise ConfigError(f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than the "
+                          f"front end's STFT needs ({model.min_samples}); use longer clips")
+    if cfg.data.sample_rate != rate:
+        raise ConfigError(f"data.sample_rate={cfg.data.sample_rate}, but the model's front end hears {rate} Hz audio; "
+                          f"keep {rate} and set data.resample=true to resample files at other rates")
+    if cfg.data.task != model.task.name:
+        raise ConfigError(f"data.task={cfg.data.task}, but the model was trained for task {model.task.name}")
 
 
 def load_model(ckpt_path: str | Path, cfg: DictConfig, map_location="cpu"):

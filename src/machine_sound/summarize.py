@@ -35,7 +35,7 @@ from typing import Callable
 from omegaconf import OmegaConf
 
 from machine_sound.config import split_override
-from machine_sound.tasks import get_task
+from machine_sound.tasks import TASKS
 
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
@@ -99,7 +99,7 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         if (folder / JOB_OVERRIDES).exists():
             overrides = dict(map(split_override, OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES))))
         result = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else None
-        by_label = get_task(_job_task(cfg, result)).by_label
+        by_label = getattr(TASKS.get(_job_task(cfg, result)), "by_label", False)  # a bad task: one plain row
         snr = str(cfg.get("snr") or _job_layout(cfg, result))
         machine_id = str(cfg.get("id") or (ALL_IDS if by_label else ""))
         job = Job(folder, snr, str(cfg.get("machine") or ""), machine_id, int(cfg.seed), overrides, "unfinished")
@@ -176,13 +176,15 @@ def _means(rows: list[dict]) -> list[dict]:
     """Per-machine and overall means of the finished cells, for each snr/variant group."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["snr"], row["variant"], row["machine"])].append(row)
+        if row["machine"]:  # data without machines (class folders) has only the overall mean
+            groups[(row["snr"], row["variant"], row["machine"])].append(row)
         groups[(row["snr"], row["variant"], None)].append(row)
     out = []
     for (snr, variant, machine), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                   kv[0][2] is None, kv[0][2])):
         members = [r for r in cells if r["finished"]]
-        label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} IDs)"
+        unit = "IDs" if any(r["id"] for r in cells) else "runs"
+        label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} {unit})"
         row = {"kind": "machine_mean" if machine else "overall_mean", "snr": snr, "variant": variant,
                "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),
                "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from machine_sound.config import CONFIG_PATH, instantiate
 from machine_sound.errors import ConfigError, MachineSoundError, one_line, user_error
-from machine_sound.runs import metrics_record, summary, write_json, write_test_scores
+from machine_sound.runs import check_fits, metrics_record, stored_config, summary, write_json, write_test_scores
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ def train(cfg: DictConfig) -> dict:
     datamodule.prepare_data()  # the synthetic data is written here; the model's shape needs the index
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
+    check_fits(cfg, model)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    # Unresolved, so `python -m machine_sound.eval snr=6_dB` moves everything that follows the SNR.
-    callbacks.append(StoreRunConfig(OmegaConf.to_container(cfg, resolve=False)))
+    callbacks.append(StoreRunConfig(stored_config(cfg)))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 

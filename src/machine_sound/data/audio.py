@@ -60,8 +60,10 @@ class Decoding:
 
     def __post_init__(self):
         object.__setattr__(self, "channel", parse_channel(self.channel))
-        if self.sample_rate <= 0:
-            raise ConfigError(f"data.sample_rate={self.sample_rate} must be positive")
+        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise ConfigError(f"data.sample_rate={self.sample_rate!r}: a positive whole number of Hz")
+        if not isinstance(self.resample, bool):
+            raise ConfigError(f"data.resample={self.resample!r}: true or false")
 
     @property
     def picks(self) -> tuple[int, ...]:
@@ -93,8 +95,8 @@ def probe(path: str | Path, decoding: Decoding) -> sf._SoundFileInfo:
         raise BadFileError(path, f"{path} holds no audio frames; delete or replace it")
     if info.samplerate != decoding.sample_rate and not decoding.resample:
         raise DataError(f"{path} has sample rate {info.samplerate} Hz but data.sample_rate is "
-                        f"{decoding.sample_rate} Hz; set data.sample_rate={info.samplerate}, or data.resample=true "
-                        "to resample on loading")
+                        f"{decoding.sample_rate} Hz; set data.resample=true to resample such files on loading (or "
+                        f"data.sample_rate={info.samplerate} when training on data that is all at that rate)")
     if decoding.picks and max(decoding.picks) >= info.channels:
         raise DataError(f"{path} has {info.channels} channel(s) but data.channel={decoding.channel!r}; "
                         f"choose channels from 0 to {info.channels - 1}")

@@ -83,6 +83,10 @@ class AudioDataModule(L.LightningDataModule):
         super().__init__()
         if on_bad_file not in ON_BAD_FILE:
             raise ConfigError(f"data.on_bad_file={on_bad_file}: choose raise or skip")
+        if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, (int, float)) or clip_seconds <= 0:
+            raise ConfigError(f"data.clip_seconds={clip_seconds!r}: a positive number of seconds")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size!r}: a whole number of clips, at least 1")
         if generator is not None and getattr(generator, "sample_rate", sample_rate) != sample_rate:
             raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
                               f"data.sample_rate={sample_rate}")

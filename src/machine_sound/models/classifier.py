@@ -106,7 +106,17 @@ class SpectrogramClassifier(L.LightningModule):
 
     # -- waveform to score ------------------------------------------------------------------------------------
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest waveform the front end takes: more than half its STFT window (centred frames)."""
+        return self.frontend.mel.spectrogram.n_fft // 2 + 1
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        channels, shortest = self.hparams.in_chans, self.min_samples
+        if wave.dim() != 3 or wave.shape[1] != channels or wave.shape[2] < shortest:
+            raise ValueError(f"expected waveforms (batch, {channels}, samples >= {shortest}) at "
+                             f"{self.frontend.sample_rate} Hz, the channels the model was trained on; got "
+                             f"{tuple(wave.shape)}")
         spec = self.frontend(wave)
         if self.training and self.augment is not None:
             spec = self.augment(spec)

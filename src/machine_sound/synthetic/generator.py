@@ -59,6 +59,9 @@ class SyntheticMimii:
             raise ConfigError(f"data.generator.channels={self.channels}: choose 1 to 8 (MIMII has 8)")
         if self.n_normal < 1 or self.n_abnormal < 1:
             raise ConfigError("data.generator.n_normal and n_abnormal must both be at least 1")
+        if not self.duration_s >= 1.0:  # fault events last up to 0.8 s
+            raise ConfigError(f"data.generator.duration_s={self.duration_s} (data.clip_seconds): the synthetic "
+                              "faults need clips of at least 1 s")
         if self.severity <= 0:
             raise ConfigError(f"data.generator.severity={self.severity}: must be > 0 (1.0 is the default task)")
 

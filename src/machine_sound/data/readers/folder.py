@@ -2,18 +2,36 @@
 
 The class folders, sorted by name, are the labels 0, 1, 2, ... unless `classes` lists them (which also picks a
 subset and sets the order). Task `multiclass` (default) learns any number of classes; task `binary` needs exactly
-two, and the second is the positive one (abnormal).
+two, and the second is the positive one (abnormal): without `classes`, a folder named like a fault (abnormal,
+anomaly, faulty, ...) or like health (normal, ok, good, healthy) is put on its side whatever the sort order.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
 from machine_sound.data.records import AUDIO_SUFFIXES, NOT_ANOMALY_SCORED, Index, Record, find_audio
 from machine_sound.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 TASKS = ("multiclass", "binary")
+HEALTHY = {"normal", "ok", "good", "healthy"}
+FAULTY = {"abnormal", "anomaly", "anomalous", "fault", "faulty", "broken", "defect", "defective"}
+
+
+def binary_order(classes: list[str], given: bool) -> list[str]:
+    """Two class names as [negative, positive]: a fault-named folder is positive, a health-named one negative. An
+    order the user gave is kept, with a warning when it makes a health-named folder the positive class."""
+    first, second = (name.lower() for name in classes)
+    wrong_way = first in FAULTY or second in HEALTHY
+    if wrong_way and given:
+        log.warning("data.reader.classes=[%s] makes '%s' the positive (abnormal) class", ", ".join(classes),
+                    classes[1])
+        return classes
+    return classes[::-1] if wrong_way else classes
 
 
 class FolderReader:
@@ -28,6 +46,10 @@ class FolderReader:
                             "class (<root>/<class>/*.wav)")
         if task not in TASKS:
             raise ConfigError(f"data.task={task}: class folders are learned as multiclass or binary")
+        if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)
+                                    or len(set(classes)) != len(classes)):
+            raise ConfigError(f"data.reader.classes={classes!r}: a list of distinct folder names, such as "
+                              "[normal,abnormal]")
         self.root, self.task = Path(root), task
         self.classes = list(classes) if classes is not None else None
         self.extensions = tuple(extensions)
@@ -48,6 +70,9 @@ class FolderReader:
             raise ConfigError(f"data.task=binary needs exactly 2 classes but {self.root} has {len(classes)} "
                               f"({', '.join(classes)}); pick two with data.reader.classes=[normal,abnormal] or "
                               "set data.task=multiclass")
+        if self.task == "binary":
+            classes = binary_order(list(classes), given=self.classes is not None)
+            log.info("binary task on class folders: %s is normal (0), %s abnormal (1), the positive class", *classes)
         records = []
         for label, name in enumerate(classes):
             files = find_audio(self.root / name, self.extensions)

@@ -73,6 +73,10 @@ class MimiiReader:
 
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
                  machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None):
+        for name, ids in machines.items():
+            if isinstance(ids, str) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+                raise ConfigError(f"data.reader.machines.{name}={ids!r}: a list of distinct IDs, such as "
+                                  "[id_00,id_02]")
         if protocol not in PROTOCOL_TASKS:
             raise ConfigError(f"data.reader.protocol={protocol}: choose {' or '.join(PROTOCOL_TASKS)}")
         if machine not in machines:
