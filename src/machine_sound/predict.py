@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
-from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, probe
+from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
 from machine_sound.data.records import find_audio
 from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line
 from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config
@@ -53,9 +53,8 @@ def window_starts(frames: int, size: int) -> list[int]:
 class RecordingWindows(Dataset):
     """`(wave (channels, num_frames) float32, file index)` for every window of every readable file.
 
-    Each file is checked once when the dataset is built (its header; float WAVs, which can hold NaN, and files
-    to resample are decoded): a bad file is kept in `errors` (file index -> message) and has no windows. A wrong
-    sample rate or a missing channel is a setting problem and raises DataError.
+    Each file is checked once when the dataset is built (`verify`): a bad file is kept in `errors` (file index ->
+    message) and has no windows. A wrong sample rate or a missing channel is a setting problem: DataError.
     """
 
     def __init__(self, files: list[Path], decoding: Decoding, num_frames: int):
@@ -65,10 +64,7 @@ class RecordingWindows(Dataset):
         self._last: tuple[int, np.ndarray] | None = None  # the file decoded last: its windows come in a row
         for i, path in enumerate(files):
             try:
-                info = probe(path, decoding)
-                frames = info.frames
-                if info.subtype in ("FLOAT", "DOUBLE") or info.samplerate != decoding.sample_rate:
-                    frames = decode(path, decoding)[0].shape[-1]
+                frames = verify(path, decoding)
             except BadFileError as err:
                 self.errors[i] = str(err)
                 log.warning("cannot score %s", err)

@@ -24,6 +24,7 @@ _TRUNCATED = re.compile(r"^data\s*:\s*\d+\s*\(should be\s*\d+\)", re.MULTILINE)
 
 # Sources that fit int16 without loss: the cache stores them as int16 (MIMII and DCASE are 16-bit PCM).
 INT16_EXACT = {"PCM_16", "PCM_S8", "PCM_U8"}
+FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # the only WAVs that can hold NaN or inf
 
 
 class BadFileError(DataError):
@@ -118,6 +119,16 @@ def decode(path: str | Path, decoding: Decoding) -> tuple[np.ndarray, str]:
         wave = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), info.samplerate,
                                               decoding.sample_rate).numpy()
     return np.ascontiguousarray(wave, dtype=np.float32), info.subtype
+
+
+def verify(path: str | Path, decoding: Decoding) -> int:
+    """Check a recording without keeping it: its header, and a full decode where only that can tell (float WAVs,
+    which can hold NaN; files to resample, whose length changes). Returns its length in frames at
+    `decoding.sample_rate`; raises what `probe` and `decode` raise."""
+    info = probe(path, decoding)
+    if info.subtype in FLOAT_SUBTYPES or info.samplerate != decoding.sample_rate:
+        return decode(path, decoding)[0].shape[-1]
+    return info.frames
 
 
 def fit_length(wave: np.ndarray, num_frames: int) -> np.ndarray:

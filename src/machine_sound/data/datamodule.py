@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, probe
+from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
 from machine_sound.data.cache import DecodedCache
 from machine_sound.data.records import Index, Record
 from machine_sound.data.split import SPLITS, stratified_split
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 BAD_FILES = "bad_files.csv"
 ON_BAD_FILE = ("raise", "skip")
-FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}  # the only WAVs that can hold NaN or inf
 
 
 def resolve_workers(num_workers: int | str) -> int:
@@ -172,14 +171,13 @@ class AudioDataModule(L.LightningDataModule):
 
     def check(self, records: list[Record]) -> list[Record]:
         """Read every file once, in parallel: with the cache, decode it into its entry (a no-op when the entry is
-        there); without, check its header, and decode float WAVs, the only ones that can hold NaN.
+        there); without, `verify` it (its header; a full decode of float WAVs, the only ones that can hold NaN).
         Bad files raise, naming the first, or with `on_bad_file=skip` are logged, listed and left out."""
         def visit(record: Record) -> Path | BadFileError:
             try:
                 if self.cache is not None:
                     return self.cache.ensure(record.path, self.decoding)
-                if probe(record.path, self.decoding).subtype in FLOAT_SUBTYPES:
-                    decode(record.path, self.decoding)
+                verify(record.path, self.decoding)
                 return record.path
             except BadFileError as err:
                 return err
