@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
 from machine_sound.data.records import find_audio
 from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line
-from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config
+from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config, write_atomic
 
 log = logging.getLogger(__name__)
 USAGE = ("usage: python -m machine_sound.predict ckpt_path=<checkpoint.ckpt> input=<file or folder> "
@@ -100,16 +99,16 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         self.rows = [self.row(i, path, pl_module) for i, path in enumerate(self.dataset.files)]
         fields = list(dict.fromkeys(key for row in self.rows for key in row if key != "error")) + ["error"]
-        staging = self.output.with_name(f".{self.output.name}.{os.getpid()}.tmp")
-        try:
-            self.output.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(staging: Path) -> None:
             with open(staging, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=fields, restval="")
                 writer.writeheader()
                 writer.writerows(self.rows)
-            os.replace(staging, self.output)
+
+        try:
+            write_atomic(self.output, write)
         except OSError as err:
-            staging.unlink(missing_ok=True)
             raise DataError(f"cannot write {self.output}: {err.strerror}; give output= a writable .csv path") from None
 
     def row(self, index: int, path: Path, model) -> dict:

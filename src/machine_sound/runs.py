@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -120,7 +120,7 @@ def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequ
                     usage: str = "") -> tuple[dict[str, str], list[str]]:
     """Split `key=value` arguments into this tool's own (`required` and `optional` keys, whose values are taken
     verbatim, so paths may hold '=', ',' or spaces) and Hydra-syntax overrides of the stored run config (the
-    rest). `-h`/`--help`, or a missing required key, prints `usage` and exits with status 2."""
+    rest). `-h`/`--help` prints `usage` and exits; a missing required key prints it and exits with status 2."""
     if any(a in ("-h", "--help") for a in argv):
         print(usage)
         sys.exit(0)
@@ -172,24 +172,33 @@ def write_test_scores(path: Path, datamodule, model) -> None:
         header = [f"p_{name}" for name in names]
     else:
         header = ["anomaly_score" if model.task.score == "not_own" else f"p_{names[1]}"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(staging, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "class", "anomalous", *header])
-        for record, score in zip(datamodule.splits["test"], scores.tolist()):
-            flag = record.anomalous if record.anomalous >= 0 else ""
-            values = score if isinstance(score, list) else [score]
-            writer.writerow([str(record.path), names[record.label], flag, *(f"{v:.6f}" for v in values)])
-    os.replace(staging, path)
+
+    def write(staging: Path) -> None:
+        with open(staging, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "class", "anomalous", *header])
+            for record, score in zip(datamodule.splits["test"], scores.tolist()):
+                flag = record.anomalous if record.anomalous >= 0 else ""
+                values = score if isinstance(score, list) else [score]
+                writer.writerow([str(record.path), names[record.label], flag, *(f"{v:.6f}" for v in values)])
+
+    write_atomic(path, write)
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write `data` beside `path`, then rename it into place: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda staging: staging.write_text(json.dumps(data, indent=2)))
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` fills a file beside `path` that then replaces `path` in one step: a reader never sees half a file,
+    and a failed write leaves nothing behind. The folder is made when missing; OSError passes on."""
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(data, indent=2))
-    os.replace(staging, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def summary(result: dict, folder: str | Path) -> str:

@@ -24,17 +24,16 @@ import fcntl
 import io
 import json
 import math
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import OmegaConf
 
 from machine_sound.config import split_override
+from machine_sound.runs import write_atomic
 from machine_sound.tasks import TASKS
 
 METRICS_FILE = "metrics.json"
@@ -231,13 +230,6 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` fills a temporary file beside `path`, which then replaces `path` in one step."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_summary(sweep_dir: str | Path, metric: str = "auroc", positive: str = "abnormal") -> dict[str, Path]:
     """Rebuild the sweep's summary files; safe when several jobs finish at once (a lock file serialises)."""
     sweep_dir = Path(sweep_dir)
@@ -247,12 +239,12 @@ def write_summary(sweep_dir: str | Path, metric: str = "auroc", positive: str = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows = table_rows(collect(sweep_dir), positive)
         paths = {"csv": sweep_dir / "summary.csv", "md": sweep_dir / "summary.md", "png": sweep_dir / "summary.png"}
-        _write_atomic(paths["csv"], lambda tmp: tmp.write_text(to_csv(rows)))
-        _write_atomic(paths["md"], lambda tmp: tmp.write_text(to_markdown(rows, sweep_dir, positive)))
+        write_atomic(paths["csv"], lambda tmp: tmp.write_text(to_csv(rows)))
+        write_atomic(paths["md"], lambda tmp: tmp.write_text(to_markdown(rows, sweep_dir, positive)))
         if any(r["kind"] == "job" for r in rows):
             from machine_sound.figures import heatmap
 
-            _write_atomic(paths["png"], lambda tmp: heatmap(rows, metric, COLUMNS[metric][0], _cell, tmp))
+            write_atomic(paths["png"], lambda tmp: heatmap(rows, metric, COLUMNS[metric][0], _cell, tmp))
     return paths
 
 
