@@ -63,8 +63,9 @@ def test_command_line_prints_one_line_not_a_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.clip_seconds=0", "data.clip_seconds=0: a positive number of seconds"),
-    ("data.batch_size=0", "data.batch_size=0: a whole number of clips, at least 1"),
+    ("data.clip_seconds=0", "data.clip_seconds=0: a positive number"),
+    ("data.clip_seconds=abc", "data.clip_seconds='abc': a positive number"),
+    ("data.batch_size=0", "data.batch_size=0: a positive whole number"),
     ("data.resample=no", "data.resample='no': true or false"),
     ("data.reader.machines.pump=id_04", "data.reader.machines.pump='id_04': a list of distinct IDs"),
 ])
@@ -83,3 +84,5 @@ def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_b
     with pytest.raises(ConfigError, match=r"data.generator.duration_s=0.5 \(data.clip_seconds\): the synthetic "
                                           r"faults need clips of at least 1 s"):
         train(cfg_factory("data.clip_seconds=0.5"))
+    with pytest.raises(ConfigError, match=r"^data.clip_seconds='abc': a positive number$"):  # not a TypeError
+        train(cfg_factory("data.clip_seconds=abc"))

@@ -164,3 +164,13 @@ def test_predict_fails_when_no_file_can_be_scored(trained, tmp_path):
     (tmp_path / "in" / "broken.wav").write_bytes(b"not audio at all")
     with pytest.raises(DataError, match=r"none of the 1 file\(s\) could be read; the first: cannot read"):
         predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "out.csv")
+
+
+def test_a_recordings_own_machine_id_comes_from_its_name_first_then_its_nearest_folder():
+    from machine_sound.predict import own_id
+
+    ids = ["id_00", "id_02", "id_04"]
+    assert own_id(Path("test/normal_id_02_00000001.wav"), ids) == "id_02"  # DCASE
+    assert own_id(Path("x/id_02/id_04_0002.wav"), ids) == "id_04"  # the name says so, whatever the folder
+    assert own_id(Path("-6_dB_pump/pump/id_00/normal/00000001.wav"), ids) == "id_00"  # MIMII
+    assert own_id(Path("line3/pump_0001.wav"), ids) is None

@@ -191,6 +191,21 @@ def test_evaluating_the_tested_checkpoint_reproduces_the_runs_metrics(cfg_factor
     assert other["name"] == "-6_dB_pump/id_04 (test at 6_dB)" and other["metrics"] != trained["metrics"]
 
 
+def test_a_model_trained_on_synthetic_data_is_evaluated_on_real_mimii_files(cfg_factory, tmp_path):
+    """The README's way: the stored config's data.root pointed at the real tree and its generator set to null."""
+    from conftest import make_mimii
+    from machine_sound.eval import evaluate
+
+    trained = train(cfg_factory("trainer.max_epochs=1", "id=id_00", output_dir=tmp_path / "run"))
+    make_mimii(tmp_path / "real", n_normal=6, n_abnormal=4, seconds=2.0)
+    result = evaluate(trained["best_checkpoint"], [f"data.root={tmp_path / 'real'}", "data.generator=null"],
+                      output_dir=tmp_path / "eval")
+    assert result["root"] == str(tmp_path / "real")
+    tested = (tmp_path / "eval" / "test_scores.csv").read_text().splitlines()[1:]
+    assert tested and all(line.startswith(str(tmp_path / "real")) for line in tested)
+    assert not list((tmp_path / "real").rglob(".synthetic.json"))  # nothing was generated there
+
+
 def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
     from machine_sound.errors import ConfigError, DataError
     from machine_sound.eval import evaluate
@@ -211,14 +226,17 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
     old = torch.load(trained["best_checkpoint"], weights_only=True)
     del old["machine_sound_format"]  # as checkpoints were before the model owned its front end
     torch.save(old, tmp_path / "old.ckpt")
-    with pytest.raises(DataError, match=r"old.ckpt was written by an older machine-sound .* train the model again"):
+    with pytest.raises(DataError, match=r"old.ckpt was written by another version of machine-sound \(checkpoint "
+                                        r"format 1, this version reads 2.* train the model again"):
         evaluate(tmp_path / "old.ckpt")
     refused = {"data=folder": "a config group cannot be switched on a stored run config",
                "model.threshold=0.1": "the model and its settings are the checkpoint's",
                "data.sample_rate=8000": "but the model's front end hears 16000 Hz audio; keep 16000 and set "
                                         "data.resample=true",
                "data.reader.protocol=baseline": "data.task=id_anomaly, but the model was trained for task binary",
-               "data.clip_seconds=0.01": "gives 160 samples, fewer than the front end's STFT needs \\(513\\)"}
+               "data.clip_seconds=0.01": "gives 160 samples, fewer than the front end's STFT needs \\(513\\)",
+               "data.channel=[0,1]": "data.channel=\\(0, 1\\) gives 2 channel\\(s\\), but the model was trained on 1",
+               "data.clip_seconds=abc": "data.clip_seconds='abc': a positive number"}
     for override, message in refused.items():
         with pytest.raises(ConfigError, match=message):
             evaluate(trained["best_checkpoint"], [override], output_dir=tmp_path / "refused")

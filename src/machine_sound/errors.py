@@ -15,6 +15,14 @@ class DataError(MachineSoundError):
     """The data on disk cannot be used (missing folder, unreadable file, wrong sample rate, ...)."""
 
 
+def require_positive(setting: str, value, integer: bool = False):
+    """`value` when it is a positive number (a whole one with `integer`); ConfigError naming `setting` otherwise."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+        raise ConfigError(f"{setting}={value!r}: a positive {'whole ' if integer else ''}number")
+    return value
+
+
 def user_error(err: BaseException) -> MachineSoundError | None:
     """The MachineSoundError behind `err`, also when Hydra's instantiate or an OmegaConf resolver wrapped it."""
     seen = set()

@@ -150,11 +150,13 @@ def find_inputs(source: str | Path) -> list[Path]:
 
 
 def own_id(path: Path, ids: list[str]) -> str | None:
-    """A recording's machine ID from its name (DCASE: normal_id_00_...) or its folder (MIMII: .../id_00/...)."""
+    """A recording's machine ID: the one its name holds as a part between '_' (DCASE: `normal_id_00_0001.wav`,
+    also `id_00_0001.wav`), else the nearest folder named by one (MIMII: `.../id_00/normal/...`)."""
+    name = f"_{path.stem}_"
     for machine_id in ids:
-        if f"_{machine_id}_" in path.name or machine_id in path.parts:
+        if f"_{machine_id}_" in name:
             return machine_id
-    return None
+    return next((part for part in reversed(path.parent.parts) if part in ids), None)
 
 
 def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None = None, aggregate: str = "mean",
@@ -168,6 +170,10 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     output = Path(output)
     if output.suffix.lower() != ".csv" or output.is_dir():
         raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists)")
+    try:  # a folder that cannot be made fails now, not after every file is scored
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot write {output}: {err.strerror}; give output= a writable .csv path") from None
     cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
     model = load_model(ckpt_path, cfg)
     check_fits(cfg, model)

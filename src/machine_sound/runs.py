@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from machine_sound.errors import ConfigError, DataError
+from machine_sound.errors import ConfigError, DataError, require_positive
 
 RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
 FORMAT_KEY, FORMAT = "machine_sound_format", 2  # 2: the model owns its front end (2026-11-29)
@@ -37,8 +37,9 @@ def load_checkpoint(ckpt_path: str | Path) -> dict:
     if not isinstance(checkpoint, dict) or RUN_CONFIG not in checkpoint:
         raise DataError(f"{path} is not a checkpoint written by machine-sound training (it holds no run config)")
     if checkpoint.get(FORMAT_KEY) != FORMAT:
-        raise DataError(f"{path} was written by an older machine-sound (before 2026-11-29, when the model took over "
-                        "its log-mel front end) and cannot be loaded; train the model again")
+        raise DataError(f"{path} was written by another version of machine-sound (checkpoint format "
+                        f"{checkpoint.get(FORMAT_KEY, 1)}, this version reads {FORMAT}: the format changed on "
+                        "2026-11-29, when the model took over its log-mel front end); train the model again")
     return checkpoint
 
 
@@ -79,9 +80,10 @@ def run_config(checkpoint: dict, overrides: Sequence[str] = (), fixed: Sequence[
         current = OmegaConf.select(cfg, key, default=_ABSENT)
         if current is _ABSENT:
             raise ConfigError(f"unknown setting '{key}' (the run's config has no such key)")
-        if OmegaConf.is_dict(current):
+        if OmegaConf.is_dict(current) and ("." not in key or override.value() is not None):
             raise ConfigError(f"{key}={override.value()}: a config group cannot be switched on a stored run config; "
-                              f"change its keys instead (e.g. {key}.root=...)")
+                              f"change its keys instead ({key}.<key>=...; a part such as data.generator can be "
+                              "set to null)")
         if key.split(".")[0] in fixed:
             raise ConfigError(f"{key}: the model and its settings are the checkpoint's and cannot change here; "
                               "train another model")
@@ -94,8 +96,16 @@ def run_config(checkpoint: dict, overrides: Sequence[str] = (), fixed: Sequence[
 def check_fits(cfg: DictConfig, model) -> None:
     """The data settings must fit the model: its task, the sample rate its front end was built for, and clips
     long enough for its STFT window. ConfigError otherwise."""
-    rate = model.frontend.sample_rate
-    samples = int(round(cfg.data.clip_seconds * cfg.data.sample_rate))
+    from machine_sound.data.audio import Decoding
+
+    channel = cfg.data.channel if isinstance(cfg.data.channel, (int, str)) else list(cfg.data.channel)
+    decoding = Decoding(cfg.data.sample_rate, channel, cfg.data.resample)  # checks these three
+    require_positive("data.batch_size", cfg.data.batch_size, integer=True)
+    rate, channels = model.frontend.sample_rate, model.hparams.in_chans
+    if decoding.out_channels != channels:
+        raise ConfigError(f"data.channel={decoding.channel} gives {decoding.out_channels} channel(s), but the model "
+                          f"was trained on {channels}")
+    samples = int(round(require_positive("data.clip_seconds", cfg.data.clip_seconds) * decoding.sample_rate))
     if samples < model.min_samples:
         raise ConfigError(f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than the "
                           f"front end's STFT needs ({model.min_samples}); use longer clips")
@@ -112,8 +122,12 @@ def load_model(ckpt_path: str | Path, cfg: DictConfig, map_location="cpu"):
     decision threshold are the checkpoint's; nothing is downloaded."""
     from hydra.utils import get_class
 
-    model_class = get_class(cfg.model._target_)
-    return model_class.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True).eval()
+    try:
+        model_class = get_class(cfg.model._target_)
+        return model_class.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True).eval()
+    except Exception as err:  # a damaged or edited checkpoint: its weights or settings do not fit the model
+        raise DataError(f"cannot rebuild the model of {ckpt_path}: {type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequence[str] = (),

@@ -172,7 +172,7 @@ def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
 
 
 def _means(rows: list[dict]) -> list[dict]:
-    """Per-machine and overall means of the finished cells, for each snr/variant group."""
+    """Per-machine and overall means of the finished cells, for each snr/variant group of two or more cells."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         if row["machine"]:  # data without machines (class folders) has only the overall mean
@@ -181,6 +181,8 @@ def _means(rows: list[dict]) -> list[dict]:
     out = []
     for (snr, variant, machine), cells in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                   kv[0][2] is None, kv[0][2])):
+        if len(cells) < 2:  # the mean of one cell is that cell's row
+            continue
         members = [r for r in cells if r["finished"]]
         unit = "IDs" if any(r["id"] for r in cells) else "runs"
         label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} {unit})"
@@ -207,7 +209,8 @@ def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
     headers = ["device", *(h for h, _ in COLUMNS.values()), "runs", "status"]
     lines = [f"# Sweep summary: {sweep_dir}", "",
              f"Written {datetime.now():%Y-%m-%d %H:%M}. Test split of each job; positive class for P, R and F1: "
-             f"**{positive}**. P, R, Acc in percent; several seeds of a cell: mean ± std.", "",
+             f"**{positive}** (multi-class jobs: macro averages over their classes). P, R, Acc in percent; "
+             "several seeds of a cell: mean ± std.", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         name = row["name"] if row["kind"] == "job" else f"**{row['name']}**"

@@ -27,7 +27,7 @@ from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length,
 from machine_sound.data.cache import DecodedCache
 from machine_sound.data.records import Index, Record
 from machine_sound.data.split import SPLITS, stratified_split
-from machine_sound.errors import ConfigError
+from machine_sound.errors import ConfigError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,8 @@ class AudioDataModule(L.LightningDataModule):
         super().__init__()
         if on_bad_file not in ON_BAD_FILE:
             raise ConfigError(f"data.on_bad_file={on_bad_file}: choose raise or skip")
-        if isinstance(clip_seconds, bool) or not isinstance(clip_seconds, (int, float)) or clip_seconds <= 0:
-            raise ConfigError(f"data.clip_seconds={clip_seconds!r}: a positive number of seconds")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size!r}: a whole number of clips, at least 1")
+        require_positive("data.clip_seconds", clip_seconds)
+        require_positive("data.batch_size", batch_size, integer=True)
         if generator is not None and getattr(generator, "sample_rate", sample_rate) != sample_rate:
             raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
                               f"data.sample_rate={sample_rate}")
@@ -128,7 +126,7 @@ class AudioDataModule(L.LightningDataModule):
     def identity(self) -> dict:
         """What names this data in metrics.json and the HPARAMS row: the layout's own keys (machine, id, snr)
         where it has them, and always its root and classes."""
-        return {**self.index.identity, "root": None if self.root is None else str(self.root),
+        return {**self.index.identity, "root": None if self.root is None else str(Path(self.root).resolve()),
                 "classes": list(self.class_names)}
 
     def describe(self) -> str:

@@ -25,7 +25,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from machine_sound.data.readers.mimii import id_folder, parse_snr
-from machine_sound.errors import ConfigError, DataError
+from machine_sound.errors import ConfigError, DataError, require_positive
 from machine_sound.synthetic.machines import (
     ANOMALY_KINDS,
     MACHINE_MODELS,
@@ -59,7 +59,7 @@ class SyntheticMimii:
             raise ConfigError(f"data.generator.channels={self.channels}: choose 1 to 8 (MIMII has 8)")
         if self.n_normal < 1 or self.n_abnormal < 1:
             raise ConfigError("data.generator.n_normal and n_abnormal must both be at least 1")
-        if not self.duration_s >= 1.0:  # fault events last up to 0.8 s
+        if require_positive("data.clip_seconds", self.duration_s) < 1.0:  # fault events last up to 0.8 s
             raise ConfigError(f"data.generator.duration_s={self.duration_s} (data.clip_seconds): the synthetic "
                               "faults need clips of at least 1 s")
         if self.severity <= 0:

@@ -2,13 +2,15 @@
 
 The class folders, sorted by name, are the labels 0, 1, 2, ... unless `classes` lists them (which also picks a
 subset and sets the order). Task `multiclass` (default) learns any number of classes; task `binary` needs exactly
-two, and the second is the positive one (abnormal): without `classes`, a folder named like a fault (abnormal,
-anomaly, faulty, ...) or like health (normal, ok, good, healthy) is put on its side whatever the sort order.
+two, and the second is the positive one (abnormal): without `classes`, a folder whose name holds a fault word
+(abnormal, anomaly, faulty, ... as a word: `abnormal_pump`, `anomaly_id_00`) or a health word (normal, ok, good,
+healthy) is put on its side whatever the sort order, and a warning says which is positive when neither does.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -22,15 +24,24 @@ HEALTHY = {"normal", "ok", "good", "healthy"}
 FAULTY = {"abnormal", "anomaly", "anomalous", "fault", "faulty", "broken", "defect", "defective"}
 
 
+def _says(name: str, words: set[str]) -> bool:
+    """Whether a folder name holds one of `words` as a word of its own (`abnormal_pump` holds abnormal, not normal)."""
+    return bool(words & set(re.split(r"[^a-z]+", name.lower())))
+
+
 def binary_order(classes: list[str], given: bool) -> list[str]:
     """Two class names as [negative, positive]: a fault-named folder is positive, a health-named one negative. An
-    order the user gave is kept, with a warning when it makes a health-named folder the positive class."""
-    first, second = (name.lower() for name in classes)
-    wrong_way = first in FAULTY or second in HEALTHY
+    order the user gave is kept, with a warning when it makes a health-named folder the positive class; names that
+    say neither keep their order, with a warning naming the positive one."""
+    first, second = classes
+    wrong_way = _says(first, FAULTY) or _says(second, HEALTHY)
     if wrong_way and given:
         log.warning("data.reader.classes=[%s] makes '%s' the positive (abnormal) class", ", ".join(classes),
-                    classes[1])
+                    second)
         return classes
+    if not wrong_way and not (_says(first, HEALTHY) or _says(second, FAULTY)):
+        log.warning("neither %s nor %s is named like a fault or like health: %s is taken as abnormal (positive); "
+                    "set data.reader.classes=[<normal>,<abnormal>] to choose", first, second, second)
     return classes[::-1] if wrong_way else classes
 
 
