@@ -126,7 +126,7 @@ def test_a_binary_task_on_folders_makes_the_fault_named_folder_positive_whatever
     assert instantiate(cfg_factory(*given).data).class_names == ("abnormal", "normal")  # as given, with a warning
 
 
-@pytest.mark.parametrize("classes", ["ok", "[ok,worn,ok]"])
+@pytest.mark.parametrize("classes", ["ok", "[ok,worn,ok]", "{ok:1}"])
 def test_classes_must_be_a_list_of_distinct_names(cfg_factory, tmp_path, classes):
     root = make_folder(tmp_path / "sounds", {"ok": 3, "worn": 3})
     with pytest.raises(ConfigError, match="data.reader.classes=.*a list of distinct folder names"):

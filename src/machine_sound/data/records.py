@@ -62,6 +62,12 @@ def find_audio(folder: Path, suffixes: Sequence[str] = AUDIO_SUFFIXES) -> list[P
     return sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in suffixes and f.is_file())
 
 
+def distinct_names(value) -> bool:
+    """Whether a setting is a list of distinct names (not a string, whose letters would be read as names)."""
+    return (isinstance(value, Sequence) and not isinstance(value, str) and all(isinstance(v, str) for v in value)
+            and len(set(value)) == len(value))
+
+
 def require_folder(folder: Path, hint: str) -> Path:
     """`folder` if it is one; DataError `no folder <folder>; <hint>` otherwise."""
     if not Path(folder).is_dir():

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from machine_sound.data.records import AUDIO_SUFFIXES, NOT_ANOMALY_SCORED, Index, Record, find_audio
+from machine_sound.data.records import AUDIO_SUFFIXES, NOT_ANOMALY_SCORED, Index, Record, distinct_names, find_audio
 from machine_sound.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,7 @@ class FolderReader:
                             "class (<root>/<class>/*.wav)")
         if task not in TASKS:
             raise ConfigError(f"data.task={task}: class folders are learned as multiclass or binary")
-        if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)
-                                    or len(set(classes)) != len(classes)):
+        if classes is not None and not distinct_names(classes):
             raise ConfigError(f"data.reader.classes={classes!r}: a list of distinct folder names, such as "
                               "[normal,abnormal]")
         self.root, self.task = Path(root), task

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from machine_sound.data.records import Index, Record
+from machine_sound.data.records import Index, Record, distinct_names
 from machine_sound.errors import ConfigError, DataError
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
@@ -74,7 +74,7 @@ class MimiiReader:
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
                  machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None):
         for name, ids in machines.items():
-            if isinstance(ids, str) or not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
+            if not distinct_names(ids):
                 raise ConfigError(f"data.reader.machines.{name}={ids!r}: a list of distinct IDs, such as "
                                   "[id_00,id_02]")
         if protocol not in PROTOCOL_TASKS:
