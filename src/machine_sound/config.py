@@ -19,14 +19,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.errors import ConfigError, user_error
+from machine_sound.tasks import checkpoint_mode, get_task
 
 CONFIG_MODULE = "machine_sound.conf"
 CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
 def _task_field(name: str, field: str) -> Any:
-    from machine_sound.tasks import get_task
-
     return getattr(get_task(name), field)
 
 
@@ -34,12 +33,6 @@ def _choose(setting: str, value: Any, table: dict) -> Any:
     if value not in table:
         raise ConfigError(f"{setting}={value}: choose {' or '.join(map(str, table))}")
     return table[value]
-
-
-def _checkpoint_mode(monitor: str) -> str:
-    from machine_sound.tasks import checkpoint_mode
-
-    return checkpoint_mode(monitor)
 
 
 def split_override(item: object) -> tuple[str, str]:
@@ -78,7 +71,7 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
 def register_resolvers() -> None:
     """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
     for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose),
-                           ("ms.checkpoint_mode", _checkpoint_mode), ("swept_overrides", swept_overrides)):
+                           ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 

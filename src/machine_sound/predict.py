@@ -109,7 +109,7 @@ class PredictionWriter(BasePredictionWriter):
         try:
             write_atomic(self.output, write)
         except OSError as err:
-            raise DataError(f"cannot write {self.output}: {err.strerror}; give output= a writable .csv path") from None
+            raise unwritable(self.output, err) from None
 
     def row(self, index: int, path: Path, model) -> dict:
         row: dict = {"path": str(path)}
@@ -135,6 +135,10 @@ class PredictionWriter(BasePredictionWriter):
         else:
             row["decision"] = names[int(probs.argmax())]
         return row
+
+
+def unwritable(output: Path, err: OSError) -> DataError:
+    return DataError(f"cannot write {output}: {err.strerror}; give output= a writable .csv path")
 
 
 def find_inputs(source: str | Path) -> list[Path]:
@@ -173,12 +177,10 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     try:  # a folder that cannot be made fails now, not after every file is scored
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"cannot write {output}: {err.strerror}; give output= a writable .csv path") from None
+        raise unwritable(output, err) from None
     cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
     model = load_model(ckpt_path, cfg)
-    check_fits(cfg, model)
-    channel = cfg.data.channel if isinstance(cfg.data.channel, (int, str)) else list(cfg.data.channel)
-    decoding = Decoding(cfg.data.sample_rate, channel, cfg.data.resample)
+    decoding = check_fits(cfg, model)
     dataset = RecordingWindows(find_inputs(source), decoding, int(round(cfg.data.clip_seconds * decoding.sample_rate)))
     if not dataset.windows:  # nothing to score is a failure, not an empty table
         first = next(iter(dataset.errors.values()))

@@ -93,13 +93,13 @@ def run_config(checkpoint: dict, overrides: Sequence[str] = (), fixed: Sequence[
     return cfg
 
 
-def check_fits(cfg: DictConfig, model) -> None:
-    """The data settings must fit the model: its task, the sample rate its front end was built for, and clips
-    long enough for its STFT window. ConfigError otherwise."""
+def check_fits(cfg: DictConfig, model):
+    """The data settings must fit the model: its task, its channel count, the sample rate its front end was built
+    for, and clips long enough for its STFT window. Returns the `Decoding` that reads files for it; ConfigError
+    otherwise."""
     from machine_sound.data.audio import Decoding
 
-    channel = cfg.data.channel if isinstance(cfg.data.channel, (int, str)) else list(cfg.data.channel)
-    decoding = Decoding(cfg.data.sample_rate, channel, cfg.data.resample)  # checks these three
+    decoding = Decoding(cfg.data.sample_rate, cfg.data.channel, cfg.data.resample)  # checks these three
     require_positive("data.batch_size", cfg.data.batch_size, integer=True)
     rate, channels = model.frontend.sample_rate, model.hparams.in_chans
     if decoding.out_channels != channels:
@@ -114,6 +114,7 @@ def check_fits(cfg: DictConfig, model) -> None:
                           f"keep {rate} and set data.resample=true to resample files at other rates")
     if cfg.data.task != model.task.name:
         raise ConfigError(f"data.task={cfg.data.task}, but the model was trained for task {model.task.name}")
+    return decoding
 
 
 def load_model(ckpt_path: str | Path, cfg: DictConfig, map_location="cpu"):

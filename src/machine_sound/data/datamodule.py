@@ -90,10 +90,9 @@ class AudioDataModule(L.LightningDataModule):
         if reader.task != task:
             raise ConfigError(f"data.task={task}, but the {reader.layout} reader's recordings are labelled for "
                               f"task {reader.task} (see data.reader)")
-        self.reader, self.task, self.name, self.root, self.generator = reader, task, name, root, generator
+        self.reader, self.name, self.root, self.generator = reader, name, root, generator
         self.layout = reader.layout
-        self.decoding = Decoding(sample_rate, channel if isinstance(channel, (int, str)) else list(channel),
-                                 resample)
+        self.decoding = Decoding(sample_rate, channel, resample)
         self.num_frames = int(round(clip_seconds * sample_rate))
         self.fractions = dict(split or {"train": 0.6, "val": 0.2, "test": 0.2})
         self.split_seed = split_seed

@@ -42,7 +42,6 @@ class Index:
     """Every recording a run can use, in a reproducible order.
 
     - `class_names`: the label names, in label order; with two classes the second is the positive one.
-    - `task`: what the records are labelled for (a key of `machine_sound.tasks.TASKS`).
     - `identity`: what names the run in metrics.json and TensorBoard's HPARAMS row (machine, id, snr for MIMII;
       machine for DCASE; nothing for class folders, which are named by their root and classes).
     - `note`: shown after the run's name, e.g. `test at 6_dB`.
@@ -50,8 +49,6 @@ class Index:
 
     records: list[Record]
     class_names: tuple[str, ...]
-    task: str
-    layout: str
     identity: dict[str, str] = field(default_factory=dict)
     note: str = ""
 

@@ -9,13 +9,14 @@ without unpickling objects. What it learns and how test clips are scored follows
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Sequence
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import CatMetric
-from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
+from torchmetrics.functional.classification import binary_confusion_matrix, multiclass_confusion_matrix
 
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import (
@@ -29,6 +30,8 @@ from machine_sound.metrics import (
 from machine_sound.models.backbone import create_backbone
 from machine_sound.models.frontend import LogMelFrontend, SpecAugment
 from machine_sound.tasks import get_task
+
+log = logging.getLogger(__name__)
 
 
 class SpectrogramClassifier(L.LightningModule):
@@ -89,8 +92,6 @@ class SpectrogramClassifier(L.LightningModule):
         # One metric object per stage, so train, val and test never share state.
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_metrics", metric_set(self.task.metrics, len(class_names), threshold))
-        self.test_confusion = (BinaryConfusionMatrix(threshold=threshold) if self.task.decision == "threshold"
-                               else MulticlassConfusionMatrix(len(class_names)))
         # Validation scores wait for the epoch's threshold; test scores are kept for the record and the dashboards.
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
         self.test_scores, self.test_labels, self.test_flags = CatMetric(), CatMetric(), CatMetric()
@@ -192,12 +193,11 @@ class SpectrogramClassifier(L.LightningModule):
 
     # -- epoch ends -----------------------------------------------------------------------------------------
 
-    def _log_metrics(self, stage: str, logger: bool = True) -> dict:
+    def _log_metrics(self, stage: str, logger: bool = True) -> None:
         metrics = getattr(self, f"{stage}_metrics")
         values = with_balanced_accuracy(metrics.compute())
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, logger=logger)
         metrics.reset()
-        return values
 
     def on_train_epoch_start(self) -> None:
         set_threshold(self.train_metrics, self.threshold.item())
@@ -227,7 +227,7 @@ class SpectrogramClassifier(L.LightningModule):
             metric.reset()
 
     def on_test_epoch_end(self) -> None:
-        """Test metrics, logged for `trainer.test`'s result but not to the loggers: train.py writes them once,
+        """Test metrics, logged into `trainer.callback_metrics` but not to the loggers: train.py writes them once,
         with the run's hyper-parameters (TensorBoard's HPARAMS tab)."""
         scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
         flags = self.test_flags.compute().long().cpu()
@@ -241,16 +241,16 @@ class SpectrogramClassifier(L.LightningModule):
         self.test_metrics.update(scores, labels)
         self._log_metrics("test", logger=False)
         if self.task.decision == "threshold":
-            self.test_confusion.threshold = self.threshold.item()
-        self.test_confusion.update(scores, labels)
-        self.confusion = self.test_confusion.compute().long().cpu()
-        self.test_confusion.reset()
-        if self.task.decision == "threshold":
+            self.confusion = binary_confusion_matrix(scores, labels, threshold=self.threshold.item())
             tn, fp, fn, tp = map(float, self.confusion.flatten().tolist())
             self.log_dict({"test/tn": tn, "test/fp": fp, "test/fn": fn, "test/tp": tp}, logger=False)
+        else:
+            self.confusion = multiclass_confusion_matrix(scores, labels, len(self.class_names))
 
     def _log_by_label(self) -> None:
         """test/auroc_<id> and test/pauc_<id> for every ID with both kinds of clips, and their means."""
+        if not self.per_id:  # e.g. fast_dev_run's single test batch
+            log.warning("no machine ID had both normal and anomalous test clips: test AUROC and pAUC are NaN")
         values = {f"test/{metric}_{name}": v for name, m in self.per_id.items() for metric, v in m.items()}
         for metric in ("auroc", "pauc"):
             means = [m[metric] for m in self.per_id.values()]

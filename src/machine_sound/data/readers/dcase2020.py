@@ -64,4 +64,4 @@ class Dcase2020Reader:
                    for path, machine_id, _ in train]
         records += [Record(path, ids.index(machine_id), "test", int(anomalous), self.machine, machine_id)
                     for path, machine_id, anomalous in test]
-        return Index(records, ids, self.task, self.layout, {"machine": self.machine})
+        return Index(records, ids, {"machine": self.machine})

@@ -90,4 +90,4 @@ class FolderReader:
                 raise DataError(f"no {'/'.join(self.extensions)} files in {self.root / name}")
             flag = label if self.task == "binary" else NOT_ANOMALY_SCORED
             records += [Record(path, label, None, flag) for path in files]
-        return Index(records, tuple(classes), self.task, self.layout)
+        return Index(records, tuple(classes))

@@ -104,8 +104,8 @@ class MimiiReader:
     def read(self) -> Index:
         records = self._baseline() if self.protocol == "baseline" else self._stratified()
         identity = {"machine": self.machine, "id": self.machine_id, "snr": self.snr}
-        return Index(records, self.ids if self.protocol == "baseline" else CLASS_NAMES, self.task, self.layout,
-                     identity, note=f"test at {self.test_snr}" if self.test_snr else "")
+        classes = self.ids if self.protocol == "baseline" else CLASS_NAMES
+        return Index(records, classes, identity, note=f"test at {self.test_snr}" if self.test_snr else "")
 
     def _record(self, path: Path, label: int, anomalous: int, split: str | None = None) -> Record:
         snr = path.parents[2].name.removesuffix(f"_{self.machine}")  # <snr>_<machine>/<machine>/<id>/<label>/
