@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO, make_mimii, setup_mimii
 from machine_sound.errors import ConfigError, DataError
@@ -86,3 +87,27 @@ def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_b
         train(cfg_factory("data.clip_seconds=0.5"))
     with pytest.raises(ConfigError, match=r"^data.clip_seconds='abc': a positive number$"):  # not a TypeError
         train(cfg_factory("data.clip_seconds=abc"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=abc", r"^trainer.max_epochs='abc': a positive whole number$"),
+    ("trainer.max_epochs=0", r"^trainer.max_epochs=0: a positive whole number$"),
+    ("model.optimizer.lr=-0.01", r"^model.optimizer.lr=-0.01: a positive number$"),
+    ("model.optimizer.weight_decay=-1", r"^model.optimizer.weight_decay=-1: a number >= 0$"),
+    ("seed=abc", r"^seed='abc': a whole number$"),
+    ("trainer.precision=bf16-true", r"^trainer.precision=bf16-true: the log-mel front end must stay float32"),
+    ("trainer.precision=16-true", r"^trainer.precision=16-true: the log-mel front end must stay float32"),
+    ("trainer.precision=bogus", r"^trainer.precision='bogus': choose 32-true, bf16-mixed or 16-mixed"),
+    ("trainer.devices=0", r"^trainer settings: `Trainer\(devices=0\)` value is not a valid input"),
+])
+def test_run_settings_are_checked_before_anything_is_built(cfg_factory, tmp_path, override, message):
+    cfg = cfg_factory(override, "paths.data_dir=" + str(tmp_path / "never"))
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not (tmp_path / "never").exists()  # refused before the synthetic data was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_trainer_without_a_gpu_is_refused_in_one_line(cfg_factory):
+    with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu, but torch finds no CUDA GPU on this machine"):
+        train(cfg_factory("trainer=gpu"))

@@ -8,6 +8,7 @@ config derive one setting from another, so `python train.py --cfg job --resolve`
 - `${ms.checkpoint_mode:<monitor>}`: `min` for a loss, `max` otherwise.
 - `${ms.choose:<setting>,<value>,{<value>: <result>, ...}}`: a value looked up in a small table, with a one-line
   error naming the setting when the value is not in it (used to derive the task from `data.reader.protocol`).
+- `${ms.resumed:${resume},<a>,<b>}`: `<a>` when the command resumes a run (`resume=<run folder>`), else `<b>`.
 - `${swept_overrides:...}`: the part of a sweep job's folder name that tells it apart from the other jobs.
 """
 
@@ -33,6 +34,10 @@ def _choose(setting: str, value: Any, table: dict) -> Any:
     if value not in table:
         raise ConfigError(f"{setting}={value}: choose {' or '.join(map(str, table))}")
     return table[value]
+
+
+def _resumed(resume: Any, when_resumed: Any, otherwise: Any) -> Any:
+    return when_resumed if resume else otherwise
 
 
 def split_override(item: object) -> tuple[str, str]:
@@ -70,7 +75,7 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
 
 def register_resolvers() -> None:
     """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
-    for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose),
+    for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose), ("ms.resumed", _resumed),
                            ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
@@ -97,6 +102,20 @@ def instantiate(node, **kwargs):
         if mine is not None:
             raise mine from None
         raise
+
+
+
+def build_trainer(node, **kwargs):
+    """The Lightning Trainer of config group `trainer`; a value Lightning refuses (devices, strategy, ...) is a
+    ConfigError naming the group and Lightning's reason, in one line."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        raise ConfigError(f"trainer settings: {reason}") from None
 
 
 register_resolvers()

@@ -16,33 +16,46 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from machine_sound.config import CONFIG_PATH, instantiate
+from machine_sound.checks import check_run
+from machine_sound.config import CONFIG_PATH, build_trainer, instantiate
 from machine_sound.errors import ConfigError, MachineSoundError, one_line, user_error
-from machine_sound.runs import check_fits, metrics_record, stored_config, summary, write_json, write_test_scores
+from machine_sound.runs import (
+    check_fits,
+    load_checkpoint,
+    metrics_record,
+    stored_config,
+    summary,
+    write_json,
+    write_test_scores,
+)
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Fit, test with the best validation checkpoint, and return what `metrics.json` holds."""
+def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
+    """Fit (continuing from `ckpt_path`, a checkpoint of this run, when given), test with the best validation
+    checkpoint, and return what `metrics.json` holds."""
     import lightning as L  # heavy imports here, so `--help` and config errors answer fast
 
     from machine_sound.callbacks import StoreRunConfig
+    from machine_sound.resume import AtomicCheckpointIO
 
     run_dir = Path(cfg.paths.output_dir)
     if (run_dir / "metrics.json").exists():
         raise MachineSoundError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
+    check_run(cfg)  # seed, trainer and optimizer, before anything is generated or read
+    if ckpt_path is not None:
+        load_checkpoint(ckpt_path)  # one clear line for a checkpoint that cannot be used, before Lightning's load
     datamodule = instantiate(cfg.data)  # validates machine, id and snr before anything is written
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(StoreRunConfig(stored_config(cfg)))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     datamodule.prepare_data()  # the synthetic data is written here; the model's shape needs the index
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
     check_fits(cfg, model)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks.append(StoreRunConfig(stored_config(cfg)))
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
@@ -89,6 +102,18 @@ def log_hparams(loggers: list, result: dict, cfg: DictConfig, step: int) -> None
         logger.save()
 
 
+def resume(cfg: DictConfig, hydra_cfg, in_sweep: bool) -> tuple[DictConfig, Path]:
+    """`resume=<run folder>`: that run's config and its last checkpoint (see machine_sound.resume)."""
+    from machine_sound.config import split_override
+    from machine_sound.resume import resume_config
+
+    if in_sweep:
+        raise ConfigError("resume= continues one run; to continue a sweep, run the same sweep command again with "
+                          "hydra.sweep.dir=<sweep folder>")
+    others = [o for o in hydra_cfg.overrides.task if split_override(o)[0] != "resume"]
+    return resume_config(cfg.resume, others)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
@@ -104,7 +129,10 @@ def main(cfg: DictConfig) -> float:
         return json.loads(finished.read_text())["metrics"]["auroc"]
     gpu_lock = share_the_machine(cfg, hydra_cfg) if in_sweep else None
     try:
-        result = train(cfg)
+        ckpt_path = None
+        if cfg.get("resume"):
+            cfg, ckpt_path = resume(cfg, hydra_cfg, in_sweep)
+        result = train(cfg, ckpt_path)
     except Exception as err:  # ours, also when raised in a DataLoader worker or wrapped by a resolver
         if in_sweep or user_error(err) is None:  # Hydra records a sweep job's failure and goes on
             raise

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
@@ -43,6 +43,29 @@ def resolve_workers(num_workers: int | str) -> int:
     if not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"data.num_workers={num_workers!r}: give a number >= 0 or 'auto'")
     return num_workers
+
+
+class EpochSampler(Sampler[int]):
+    """The training order, seeded by `seed` + epoch: Lightning calls `set_epoch` before every training epoch, so
+    epoch k draws the same order whether the run went straight through or was resumed before it (a generator
+    seeded once would replay epoch 0's order after a resume). With `weights`, `len(weights)` indices drawn with
+    replacement in proportion to them (balanced sampling); without, a permutation of `size` indices."""
+
+    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None):
+        self.size, self.seed, self.epoch = size, seed, 0
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.weights is None:
+            return iter(torch.randperm(self.size, generator=generator).tolist())
+        return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
 
 
 class ClipDataset(Dataset):
@@ -240,22 +263,21 @@ class AudioDataModule(L.LightningDataModule):
         """How many clips of each class a split holds."""
         return np.bincount(self.labels(name), minlength=len(self.class_names))
 
-    def _loader(self, name: str, shuffle: bool = False, sampler=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(self.dataset(name), batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
-                          drop_last=drop_last, num_workers=self.num_workers,
+    def _loader(self, name: str, sampler=None, drop_last: bool = False) -> DataLoader:
+        # A generator of its own: making an iterator then draws nothing from the global random state, which a
+        # resumed run restores before its first epoch (machine_sound.resume.RandomState).
+        generator = torch.Generator().manual_seed(self.split_seed)
+        return DataLoader(self.dataset(name), batch_size=self.batch_size, sampler=sampler,
+                          drop_last=drop_last, num_workers=self.num_workers, generator=generator,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         labels = self.labels("train")
         # A batch of one breaks BatchNorm in training mode; drop a ragged last batch when there are several.
         drop_last = len(labels) > self.batch_size
-        if not self.balanced_sampling:
-            return self._loader("train", shuffle=True, drop_last=drop_last)
-        # Draw classes equally often: the abnormal class is 3-10x rarer in MIMII.
-        weights = 1.0 / self.class_counts("train")[labels]
-        generator = torch.Generator().manual_seed(self.split_seed)
-        sampler = WeightedRandomSampler(weights.tolist(), num_samples=len(labels), replacement=True,
-                                        generator=generator)
+        # Balanced: draw classes equally often (the abnormal class is 3-10x rarer in MIMII); else shuffle.
+        weights = 1.0 / self.class_counts("train")[labels] if self.balanced_sampling else None
+        sampler = EpochSampler(len(labels), self.split_seed, weights)
         return self._loader("train", sampler=sampler, drop_last=drop_last)
 
     def val_dataloader(self) -> DataLoader:
