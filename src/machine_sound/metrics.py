@@ -110,14 +110,18 @@ def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = 
 
 
 def auroc_by_label(scores: torch.Tensor, anomalous: torch.Tensor, labels: torch.Tensor,
-                   names: list[str]) -> dict[str, dict[str, float]]:
+                   names: list[str]) -> dict[str, dict]:
     """DCASE's metrics within each label (machine ID): AUROC and pAUC (max FPR 0.1) of the anomaly score against
-    the anomaly flag. A label whose clips are all normal or all anomalous (or absent) is left out."""
-    out = {}
+    the anomaly flag. A label whose test clips are all normal, all anomalous or absent cannot have them: its entry
+    holds None for both and `missing`, what it lacks (e.g. `no anomalous test clip`)."""
+    out: dict[str, dict] = {}
     for k, name in enumerate(names):
         mask = labels == k
         flags = anomalous[mask].long()
-        if not mask.any() or flags.min() == flags.max():
+        lacking = [kind for kind, flag in (("normal", 0), ("anomalous", 1)) if not (flags == flag).any()]
+        if lacking:
+            out[str(name)] = {"auroc": None, "pauc": None,
+                              "missing": f"no {' and no '.join(lacking)} test clip"}
             continue
         out[str(name)] = {"auroc": float(binary_auroc(scores[mask], flags)),
                           "pauc": float(binary_auroc(scores[mask], flags, max_fpr=0.1))}

@@ -96,7 +96,7 @@ class SpectrogramClassifier(L.LightningModule):
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
         self.test_scores, self.test_labels, self.test_flags = CatMetric(), CatMetric(), CatMetric()
         self.confusion: torch.Tensor | None = None  # after the test: rows true class, columns predicted
-        self.per_id: dict[str, dict[str, float]] | None = None  # after an id_anomaly test: AUROC, pAUC per ID
+        self.per_id: dict[str, dict] | None = None  # after an id_anomaly test: AUROC, pAUC (or missing) per ID
         # After the test, every clip's score and label in test-loader order (for the dashboards): binary:
         # (p(positive), label); multiclass: (probabilities, label); id_anomaly: (anomaly score, anomalous).
         self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -237,6 +237,10 @@ class SpectrogramClassifier(L.LightningModule):
             self._log_by_label()
             return
         self.test_outputs = (scores, labels)
+        absent = [name for k, name in enumerate(self.class_names) if not (labels == k).any()]
+        if absent and not self.trainer.fast_dev_run:
+            raise MachineSoundError(f"no test metric can be computed without clips of every class: the test set "
+                                    f"holds no {', '.join(absent)} clip")
         set_threshold(self.test_metrics, self.threshold.item())
         self.test_metrics.update(scores, labels)
         self._log_metrics("test", logger=False)
@@ -248,13 +252,20 @@ class SpectrogramClassifier(L.LightningModule):
             self.confusion = multiclass_confusion_matrix(scores, labels, len(self.class_names))
 
     def _log_by_label(self) -> None:
-        """test/auroc_<id> and test/pauc_<id> for every ID with both kinds of clips, and their means."""
-        if not self.per_id:  # e.g. fast_dev_run's single test batch
-            log.warning("no machine ID had both normal and anomalous test clips: test AUROC and pAUC are NaN")
-        values = {f"test/{metric}_{name}": v for name, m in self.per_id.items() for metric, v in m.items()}
+        """test/auroc_<id> and test/pauc_<id> for every ID with both kinds of test clips, and their means. An ID
+        without both is reported missing with a warning; no ID with both is an error (outside fast_dev_run)."""
+        missing = {name: m["missing"] for name, m in self.per_id.items() if "missing" in m}
+        for name, reason in missing.items():
+            log.warning("test AUROC and pAUC of %s are missing: %s", name, reason)
+        scored = {name: m for name, m in self.per_id.items() if "missing" not in m}
+        if not scored and not self.trainer.fast_dev_run:
+            raise MachineSoundError("no test metric can be computed: no machine ID has both normal and anomalous "
+                                    f"test clips ({'; '.join(f'{k}: {v}' for k, v in missing.items())})")
+        values = {f"test/{metric}_{name}": v for name, m in scored.items() for metric, v in m.items()}
         for metric in ("auroc", "pauc"):
-            means = [m[metric] for m in self.per_id.values()]
-            values[f"test/{metric}"] = sum(means) / len(means) if means else float("nan")
+            means = [m[metric] for m in scored.values()]
+            if means:
+                values[f"test/{metric}"] = sum(means) / len(means)
         self.log_dict(values, logger=False)
 
     def configure_optimizers(self):
