@@ -6,6 +6,7 @@ ARGS   ?=
 SNR    ?= -6_dB
 JOBS   ?= 2
 DIR    ?=
+HOST   ?= localhost
 
 .PHONY: help install train eval predict sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
 
@@ -48,14 +49,14 @@ bench:  ## data-path benchmark (installs librosa): cache vs decoding, torchaudio
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/pipeline.py $(ARGS)
 
-tensorboard:  ## dashboards of every run under outputs/ (or under DIR=...)
-	$(VENV)/bin/tensorboard --logdir "$(or $(DIR),outputs)" --bind_all
+tensorboard:  ## dashboards of every run under outputs/ (or DIR=...), on this machine only (HOST=0.0.0.0 to share)
+	$(VENV)/bin/tensorboard --logdir "$(or $(DIR),outputs)" --host "$(HOST)"
 
 lint:  ## static checks
 	$(VENV)/bin/ruff check src tests benchmarks train.py
 
-clean:  ## remove run outputs and caches (keeps .venv and generated data)
-	rm -rf outputs/runs outputs/sweeps .pytest_cache .ruff_cache
+clean:  ## remove runs, sweeps, evaluations, predictions and caches (keeps .venv and generated data)
+	rm -rf outputs/runs outputs/sweeps outputs/evals outputs/predictions .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 clean-data:  ## remove the generated synthetic recordings, the decoded-audio cache and the benchmark data

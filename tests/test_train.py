@@ -159,6 +159,13 @@ def test_command_line_fast_dev_run_on_another_machine_and_backbone(tmp_path, dat
     assert result.returncode == 0, result.stderr[-2000:]
     assert "0_dB_valve/id_00: test AUROC" in result.stdout
     assert f"tensorboard --logdir {tmp_path / 'cli'}" in result.stdout
+    # What a newcomer reads: each log line once, no adverts, the result set apart between two rules.
+    printed = result.stdout + result.stderr
+    logged = [line.split(" - ", 1)[-1] for line in printed.splitlines() if "][INFO] - " in line]
+    assert logged.count("GPU available: False, used: False") == 1 and "INFO: GPU available" not in printed
+    assert "Tip" not in printed and "LeafSpec" not in printed
+    tail = result.stdout.strip().splitlines()[-5:]
+    assert tail[0] == tail[-1] and set(tail[0]) == {"─"} and tail[1].startswith("0_dB_valve/id_00: test AUROC")
     assert (tmp_path / "cli" / "metrics.json").exists() and (tmp_path / "cli" / ".hydra" / "config.yaml").exists()
 
 

@@ -9,8 +9,8 @@ from omegaconf import DictConfig
 
 from machine_sound.errors import ConfigError, require_positive
 
-# Lightning's precision values that keep the model's weights in float32 or float64 (the log-mel front end needs
-# float32; "-mixed" runs the backbone's operations in half precision under autocast).
+# Lightning's precision values that keep the model's weights in float32 or float64 ("-mixed" runs the backbone's
+# arithmetic in half precision under autocast; the log-mel front end stays float32 in every case).
 PRECISIONS = ("32-true", "32", 32, "64-true", "64", 64, "16-mixed", "16", 16, "bf16-mixed", "bf16")
 HALF_TRUE = ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
 
@@ -28,8 +28,9 @@ def check_trainer(trainer: DictConfig) -> None:
     require_positive("trainer.max_epochs", trainer.get("max_epochs"), integer=True)
     precision = trainer.get("precision")
     if precision in HALF_TRUE:
-        raise ConfigError(f"trainer.precision={precision}: the log-mel front end must stay float32; use "
-                          "bf16-mixed (or 16-mixed on a GPU), which runs the backbone in half precision")
+        raise ConfigError(f"trainer.precision={precision} keeps the weights themselves in half precision, where "
+                          "small updates are lost (16-true diverges); use bf16-mixed (or 16-mixed on a GPU): "
+                          "half-precision arithmetic, float32 weights")
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r}: choose 32-true, bf16-mixed or 16-mixed (64-true also "
                           "works)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class MachineSoundError(Exception):
     """Something the user can fix: a setting, a path or a file. The message says what and how."""
@@ -23,12 +25,28 @@ def require_positive(setting: str, value, integer: bool = False):
     return value
 
 
+# A write that failed for a reason the user can fix: a full disk or quota, a folder that is not writable.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def write_error(err: BaseException) -> DataError | None:
+    """A DataError naming the file and the cause for an OSError of `WRITE_ERRNOS`; None for anything else."""
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        where = err.filename or "the output folder"
+        return DataError(f"cannot write {where}: {err.strerror or err}; free some space or choose a writable "
+                         "output folder")
+    return None
+
+
 def user_error(err: BaseException) -> MachineSoundError | None:
-    """The MachineSoundError behind `err`, also when Hydra's instantiate or an OmegaConf resolver wrapped it."""
+    """The MachineSoundError behind `err`, also when Hydra's instantiate or an OmegaConf resolver wrapped it, or
+    the one a failed write (`write_error`) stands for."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, MachineSoundError):
             return err
+        if write_error(err) is not None:
+            return write_error(err)
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None

@@ -206,12 +206,15 @@ def write_json(path: Path, data: dict) -> None:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """`write` fills a file beside `path` that then replaces `path` in one step: a reader never sees half a file,
-    and a failed write leaves nothing behind. The folder is made when missing; OSError passes on."""
+    and a failed write leaves nothing behind. The folder is made when missing; an OSError passes on, naming
+    `path`."""
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(staging)
         os.replace(staging, path)
+    except OSError as err:  # named by the file meant, not by the staging file
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         staging.unlink(missing_ok=True)
 

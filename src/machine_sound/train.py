@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from machine_sound.checks import check_run
 from machine_sound.config import CONFIG_PATH, build_trainer, instantiate
+from machine_sound.console import print_result, quiet_lightning
 from machine_sound.errors import ConfigError, MachineSoundError, one_line, user_error
 from machine_sound.runs import (
     check_fits,
@@ -39,6 +40,8 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
 
     from machine_sound.callbacks import StoreRunConfig
     from machine_sound.resume import AtomicCheckpointIO
+
+    quiet_lightning()
 
     run_dir = Path(cfg.paths.output_dir)
     if (run_dir / "metrics.json").exists():
@@ -141,7 +144,7 @@ def main(cfg: DictConfig) -> float:
     finally:
         if gpu_lock is not None:
             gpu_lock.close()
-    print(summary(result, cfg.paths.output_dir))
+    print_result(summary(result, cfg.paths.output_dir))
     return result["metrics"]["auroc"]
 
 

@@ -1,0 +1,48 @@
+"""What a run prints: each of Lightning's lines once, without its advertising tips or warnings that say nothing
+the user can act on, and the result set apart at the end."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+
+# Lightning's messages that are not the user's business here, as regular expressions.
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\).*",  # an internal deprecation between Lightning and torch
+    r".*does not have many workers.*",  # data.num_workers=auto chose 0 on purpose: the model's threads use the CPU
+    r".*smaller than the logging interval.*",  # tiny data: the epoch's metrics are logged anyway
+    r".*Checkpoint directory .* exists and is not empty.*",  # resume=<run folder> writes into its own folder
+)
+QUIET_INFO = ("💡 Tip",)  # Lightning's adverts for its cloud services
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(QUIET_INFO)
+
+
+def quiet_lightning() -> None:
+    """Send Lightning's log lines through the root logger only (once: Hydra's handler, or the tool's own
+    `basicConfig`), without its tips, and silence the warnings in `QUIET_WARNINGS`. Call after importing
+    Lightning; calling it again changes nothing."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics"):
+        logger = logging.getLogger(name)
+        if logging.getLogger().hasHandlers():  # Lightning prints by itself only when nothing else would
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
+            logger.addFilter(_DropAdverts())
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropAdverts())
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def print_result(lines: str) -> None:
+    """The few lines that end a run (its numbers, where they are), set apart from the log above them."""
+    width = max(len(line) for line in lines.splitlines())
+    rule = "─" * min(width, 100)
+    print(f"\n{rule}\n{lines}\n{rule}", file=sys.stdout, flush=True)
