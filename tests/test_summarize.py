@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import logging
 from pathlib import Path
 
 import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from machine_sound.config import swept_overrides
 from machine_sound.summarize import collect, main, table_rows, with_positive, write_summary
-from machine_sound.sweep import claim_gpu, cpu_share
+from machine_sound.sweep import SweepCallback, claim_gpu, cpu_share
 
 
 def metrics(auroc: float, tn=50, fp=10, fn=4, tp=16) -> dict:
@@ -57,7 +61,7 @@ def test_complete_sweep_table_equals_each_jobs_metrics(tmp_path):
     assert float(means["-6_dB_fan mean (2 of 2 IDs)"]["auroc"]) == pytest.approx(0.825)
     assert float(means["-6_dB mean (4 of 4 IDs)"]["auroc"]) == pytest.approx(0.875)
     md = paths["md"].read_text()
-    assert "| -6_dB_fan/id_00 | 62 | 80 | 82 | 0.696 |" in md  # P, R, Acc in percent as the seed prints them
+    assert "| -6_dB_fan/id_00 | abnormal | 62 | 80 | 82 | 0.696 |" in md  # P, R, Acc in percent as the seed prints
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -74,7 +78,7 @@ def test_failed_and_unfinished_jobs_are_marked_and_the_rest_is_complete(tmp_path
     assert rows["-6_dB_fan/id_02"]["auroc"] == pytest.approx(0.7)
     md = write_summary(tmp_path)["md"].read_text()
     assert "failed: no folder id_00" in md
-    assert "1 failed, 1 unfinished of 4." in md
+    assert "1 failed, 1 unfinished, 0 pending of 4." in md
 
 
 def test_several_seeds_give_mean_and_std(tmp_path):
@@ -109,7 +113,7 @@ def test_command_line_summarizes_a_half_finished_sweep_and_refuses_other_folders
     make_job(tmp_path, "fan", "id_00")
     make_job(tmp_path, "fan", "id_02", status="unfinished")
     assert main([str(tmp_path), "--positive", "normal", "--metric", "f1"]) == 0
-    assert "positive class for P, R and F1: **normal**" in capsys.readouterr().out
+    assert "| -6_dB_fan/id_00 | normal | 93 | 83 |" in capsys.readouterr().out
     assert (tmp_path / "summary.png").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -175,3 +179,108 @@ def test_class_folder_runs_get_no_mean_of_one_cell_and_a_bad_task_does_not_stop_
     assert job_rows(rows)["folder"]["runs"] == 2  # the same data twice: one cell of two runs
     assert [r["name"] for r in rows if r["kind"] != "job"] == []  # no machine means, no mean of a single cell
     assert "folder" in write_summary(tmp_path)["md"].read_text()
+
+
+def write_multirun(sweep: Path, task: list[str], params: dict | None = None) -> None:
+    """The multirun.yaml Hydra's basic sweeper writes before any job starts: the sweep's config and its overrides."""
+    OmegaConf.save(OmegaConf.create({
+        "hydra": {"overrides": {"task": task},
+                  "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": params}},
+        "machine": "pump", "id": "id_04", "snr": "-6_dB", "seed": 42, "trainer": {"max_epochs": 20},
+        "data": {"name": "${snr}_${machine}/${id}", "task": "binary",
+                 "reader": {"_target_": "machine_sound.data.readers.mimii.MimiiReader"}}}), sweep / "multirun.yaml")
+
+
+def test_jobs_of_the_sweep_without_a_folder_yet_are_pending(tmp_path):
+    write_multirun(tmp_path, ["machine=fan,pump", "trainer.max_epochs=3"], params={"id": "id_00,id_02"})
+    common = {"trainer.max_epochs": 3}
+    make_job(tmp_path, "fan", "id_00", auroc=0.9, extra=common)
+    make_job(tmp_path, "fan", "id_02", status="unfinished", extra=common)  # running: its folder has .hydra/ only
+    jobs = collect(tmp_path)
+    assert [(j.machine, j.id, j.status) for j in jobs] == [("fan", "id_00", "finished"), ("fan", "id_02", "unfinished"),
+                                                          ("pump", "id_00", "pending"), ("pump", "id_02", "pending")]
+    assert jobs[2].folder == tmp_path / "-6_dB_pump" / "id_00"  # where Hydra will put it
+    rows = job_rows(table_rows(jobs))
+    assert rows["-6_dB_pump/id_02"]["status"] == "pending" and rows["-6_dB_pump/id_02"]["auroc"] is None
+    md = write_summary(tmp_path)["md"].read_text()
+    assert "| -6_dB_pump/id_00 | – | – |" in md and "0 failed, 1 unfinished, 2 pending of 4." in md
+
+
+def test_the_pending_jobs_are_hydras_own_expansion_of_the_sweep(tmp_path):
+    write_multirun(tmp_path, ["machine=fan", "seed=range(1,4)"])
+    make_job(tmp_path, "fan", "id_04", seed=2, extra={"seed": 2})
+    assert sorted((j.seed, j.status) for j in collect(tmp_path)) == [(1, "pending"), (2, "finished"), (3, "pending")]
+
+
+def test_each_job_reports_the_class_its_precision_and_recall_are_for(tmp_path):
+    make_job(tmp_path, "fan", "id_00")  # MIMII, from before positive_class was recorded: abnormal
+    jobs = {"folder/binary": {"task": "binary", "positive_class": "broken", "classes": ["ok", "broken"]},
+            "folder/multi": {"task": "multiclass", "positive_class": None, "classes": ["a", "b", "c"]},
+            "dcase2020_fan": {"task": "id_anomaly", "positive_class": None, "classes": ["id_00", "id_02"]}}
+    for name, record in jobs.items():
+        folder = tmp_path / name
+        (folder / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create({"seed": 1, "machine": "fan" if "dcase" in name else None}),
+                       folder / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create([f"+job={name}"]), folder / ".hydra" / "overrides.yaml")
+        layout = name.split("_")[0].split("/")[0]
+        per_id = {"id_00": {"auroc": 0.8, "pauc": 0.7}} if record["task"] == "id_anomaly" else None
+        (folder / "metrics.json").write_text(json.dumps({**record, "layout": layout, "metrics": metrics(0.8),
+                                                         "per_id": per_id}))
+    positive = {r["name"]: r["positive"] for r in table_rows(collect(tmp_path)) if r["kind"] == "job"}
+    assert positive == {"-6_dB_fan/id_00": "abnormal", "folder [job=folder/binary]": "broken",
+                        "folder [job=folder/multi]": "macro", "dcase2020_fan/id_00 [job=dcase2020_fan]": "–"}
+    normal = {r["name"]: r for r in table_rows(collect(tmp_path), "normal") if r["kind"] == "job"}
+    assert normal["folder [job=folder/binary]"]["positive"] == "ok"  # the negative (healthy) class of that job
+    assert normal["folder [job=folder/binary]"]["precision"] == pytest.approx(50 / 54)
+    assert normal["-6_dB_fan/id_00"]["positive"] == "normal"
+    assert normal["folder [job=folder/multi]"]["positive"] == "macro"
+    paths = write_summary(tmp_path, positive="normal")
+    assert "| folder [job=folder/binary] | ok | 93 | 83 |" in paths["md"].read_text()
+    assert "**abnormal**" not in paths["md"].read_text()
+    assert {r["name"]: r["positive"] for r in csv.DictReader(paths["csv"].open())}["folder [job=folder/multi]"] \
+        == "macro"
+
+
+def test_a_run_folder_is_named_as_such(tmp_path, capsys):
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create({"seed": 1}), tmp_path / ".hydra" / "config.yaml")
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": metrics(0.9)}))
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a run folder, not a sweep folder" in err
+    assert str(tmp_path / "metrics.json") in err
+    assert not (tmp_path / "summary.md").exists()
+
+
+def job_config(folder: Path, sweep: Path, mode=RunMode.MULTIRUN):
+    return OmegaConf.create({"hydra": {"mode": mode, "sweep": {"dir": str(sweep)},
+                                       "runtime": {"output_dir": str(folder)},
+                                       "overrides": {"task": ["machine=pump", "id=id_02"]}}})
+
+
+def test_a_failed_job_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch, caplog):
+    folder = make_job(tmp_path, "pump", "id_02", status="unfinished")
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("no folder id_02\nsecond line"))
+    SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.RUN), failed)
+    record = json.loads((folder / "failed.json").read_text())
+    assert record["error"].startswith("no folder id_02") and record["type"] == "ValueError"
+    (folder / "failed.json").unlink()
+
+    def disk_full(self, text, *args, **kwargs):
+        open(self, "w").close()  # the file is created, then nothing fits
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with caplog.at_level(logging.ERROR, logger="machine_sound.sweep"):
+        SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.RUN), failed)  # no exception
+    assert not (folder / "failed.json").exists() and not list(folder.glob(".failed.json*"))
+    assert any("could not write" in r.message and "No space left" in r.message for r in caplog.records)
+
+
+def test_a_job_shows_as_unfinished_as_soon_as_it_starts(tmp_path):
+    write_multirun(tmp_path, ["machine=fan", "id=id_00,id_02"])
+    folder = make_job(tmp_path, "fan", "id_00", status="unfinished")
+    SweepCallback().on_job_start(job_config(folder, tmp_path))
+    rows = {r["name"]: r["status"] for r in csv.DictReader((tmp_path / "summary.csv").open()) if r["kind"] == "job"}
+    assert rows == {"-6_dB_fan/id_00": "unfinished", "-6_dB_fan/id_02": "pending"}

@@ -53,7 +53,7 @@ def test_parallel_sweep_with_one_failed_job_writes_one_table_and_resumes(tmp_pat
         hparams = hparams_of(job / "tensorboard")
         assert hparams["machine"] == result["machine"] and hparams["id"] == result["id"]
         assert hparams["snr"] == "-6_dB" and hparams["backbone"] == "mobilenetv3_small_100"
-    assert "1 failed, 0 unfinished of 4." in (sweep / "summary.md").read_text()
+    assert "1 failed, 0 unfinished, 0 pending of 4." in (sweep / "summary.md").read_text()
     assert (sweep / "summary.png").stat().st_size > 1000
 
     # Re-running the same sweep folder keeps the finished jobs and retries only the failed one.

@@ -1,8 +1,9 @@
 """One results table for a sweep: `summary.csv`, `summary.md` and a machine x id heatmap PNG in the sweep folder.
 
 Every job folder of a Hydra multirun holds `.hydra/` (its config and overrides) and, when it finished,
-`metrics.json`; a failed job holds `failed.json` with its one-line error. The table is rebuilt from those files
-alone, so it works on a finished, a failed or a half-finished sweep:
+`metrics.json`; a failed job holds `failed.json` with its one-line error; a job that has not started yet has no
+folder but is listed in the sweep's `multirun.yaml` (`pending`, see `machine_sound.sweep_jobs`). The table is
+rebuilt from those files alone, so it works on a finished, a failed, a half-finished or a killed sweep:
 
     python -m machine_sound.summarize outputs/sweeps/<date> [--metric auroc] [--positive normal]
 
@@ -11,9 +12,11 @@ machine ID (`id_anomaly`, see `machine_sound.tasks`) gives a row per ID it teste
 of its machine type: `dcase2020_fan/id_00`, AUROC and pAUC only); a class-folder job is named by its layout
 (`folder`); a job that differs by other swept
 overrides (a backbone, a learning rate) gets them appended; several seeds of one cell give mean and standard
-deviation. `--positive normal` reports precision, recall and F1 with normal as the positive class, the
-convention the original table fits; AUROC, balanced accuracy and accuracy do not depend on it, and pAUC stays
-the DCASE definition (abnormal positive, FPR up to 0.1).
+deviation. Precision, recall and F1 are for the class in each row's `positive` column: a binary job's positive
+class as its metrics.json names it (`abnormal` for MIMII; a class-folder job's second class), `macro` for a
+multi-class job (averages over its classes), `–` for a job that scores anomalies only. `--positive normal` takes
+each binary job's negative (healthy) class instead, the convention the original table fits; AUROC, balanced
+accuracy and accuracy do not depend on it, and pAUC stays the DCASE definition (abnormal positive, FPR up to 0.1).
 """
 
 from __future__ import annotations
@@ -22,95 +25,26 @@ import argparse
 import csv
 import fcntl
 import io
-import json
 import math
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from machine_sound.config import split_override
 from machine_sound.runs import write_atomic
-from machine_sound.tasks import TASKS
+from machine_sound.sweep_jobs import METRICS_FILE, MULTIRUN_FILE, POSITIVES, Job, collect
 
-METRICS_FILE = "metrics.json"
-FAILED_FILE = "failed.json"
-JOB_CONFIG = Path(".hydra") / "config.yaml"
-JOB_OVERRIDES = Path(".hydra") / "overrides.yaml"
 IDENTITY_KEYS = ("snr", "machine", "id", "seed")  # what names a row (seed is averaged over)
 COLUMNS = {  # metric -> (header, shown in percent)
     "precision": ("P %", True), "recall": ("R %", True), "accuracy": ("Acc %", True), "f1": ("F1", False),
     "balanced_accuracy": ("Bal. acc.", False), "auroc": ("AUROC", False), "pauc": ("pAUC", False),
 }
-POSITIVES = ("abnormal", "normal")
-ALL_IDS = "all IDs"  # the row of an unfinished job that will test every ID of its machine type
-
-
-@dataclass
-class Job:
-    """One job folder of a sweep and what became of it."""
-
-    folder: Path
-    snr: str  # the SNR, or the layout when the data has none (dcase2020, folder)
-    machine: str
-    id: str
-    seed: int
-    overrides: dict[str, str]
-    status: str  # finished | failed | unfinished
-    error: str = ""
-    metrics: dict[str, float] = field(default_factory=dict)
+STATUSES = ("failed", "unfinished", "pending")  # a cell's status: the first of these that one of its jobs has
 
 
 def row_name(snr: str, machine: str, machine_id: str) -> str:
     """`-6_dB_fan/id_00`, `dcase2020_fan/id_00`, or `folder` for data without machines."""
     return (f"{snr}_{machine}" if machine else snr) + (f"/{machine_id}" if machine_id else "")
-
-
-def _job_task(cfg, result: dict | None) -> str:
-    """The task a job ran (metrics.json), or the one its config resolves to while it has not finished."""
-    if result and result.get("task"):
-        return result["task"]
-    return str(OmegaConf.select(cfg, "data.task", default="binary", throw_on_resolution_failure=False))
-
-
-def _job_layout(cfg, result: dict | None) -> str:
-    if result and result.get("layout"):
-        return result["layout"]
-    from hydra.utils import get_class
-
-    try:
-        return get_class(OmegaConf.select(cfg, "data.reader._target_")).layout
-    except Exception:  # an unreadable or foreign config: the job is still listed, named by what it has
-        return "data"
-
-
-def collect(sweep_dir: str | Path) -> list[Job]:
-    """Every job under `sweep_dir`, finished or not, in a stable order; a job whose task scores within each
-    machine ID gives one per ID it tested."""
-    jobs = []
-    for config_file in sorted(Path(sweep_dir).rglob(str(JOB_CONFIG))):
-        folder = config_file.parent.parent
-        cfg = OmegaConf.load(config_file)
-        overrides: dict[str, str] = {}
-        if (folder / JOB_OVERRIDES).exists():
-            overrides = dict(map(split_override, OmegaConf.to_container(OmegaConf.load(folder / JOB_OVERRIDES))))
-        result = json.loads((folder / METRICS_FILE).read_text()) if (folder / METRICS_FILE).exists() else None
-        by_label = getattr(TASKS.get(_job_task(cfg, result)), "by_label", False)  # a bad task: one plain row
-        snr = str(cfg.get("snr") or _job_layout(cfg, result))
-        machine_id = str(cfg.get("id") or (ALL_IDS if by_label else ""))
-        job = Job(folder, snr, str(cfg.get("machine") or ""), machine_id, int(cfg.seed), overrides, "unfinished")
-        if result is not None:
-            job.status, job.metrics = "finished", result["metrics"]
-            if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID
-                jobs += [replace(job, id=i, metrics=m) for i, m in sorted((result.get("per_id") or {}).items())]
-                continue
-        elif (folder / FAILED_FILE).exists():
-            job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
-        jobs.append(job)
-    return jobs
 
 
 def with_positive(metrics: dict[str, float], positive: str) -> dict[str, float]:
@@ -160,15 +94,21 @@ def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
     for (snr, variant, machine, machine_id), members in sorted(cells.items()):
         finished = [with_positive(j.metrics, positive) for j in members if j.status == "finished"]
         failed = [j for j in members if j.status == "failed"]
-        status = "finished" if len(finished) == len(members) else "failed" if failed else "unfinished"
+        statuses = {j.status for j in members}
+        status = next((s for s in STATUSES if s in statuses), "finished")
         row = {"kind": "job", "snr": snr, "variant": variant, "machine": machine, "id": machine_id,
                "name": row_name(snr, machine, machine_id) + (f" [{variant}]" if variant else ""),
+               "positive": _distinct(j.positive.get(positive, "") for j in members),
                "status": status, "runs": len(members), "finished": len(finished),
                "seeds": ",".join(str(j.seed) for j in members),
                "error": "; ".join(sorted({j.error for j in failed if j.error})),
                "folders": ";".join(str(j.folder) for j in members)}
         rows.append(_add_mean_std(row, finished))
     return rows + _means(rows)
+
+
+def _distinct(labels) -> str:
+    return "/".join(sorted(set(labels) - {""}))
 
 
 def _means(rows: list[dict]) -> list[dict]:
@@ -188,6 +128,7 @@ def _means(rows: list[dict]) -> list[dict]:
         label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} {unit})"
         row = {"kind": "machine_mean" if machine else "overall_mean", "snr": snr, "variant": variant,
                "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),
+               "positive": _distinct(r["positive"] for r in members),
                "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",
                "name": label + (f" [{variant}]" if variant else "")}
         out.append(_add_mean_std(row, members))
@@ -206,25 +147,26 @@ def _cell(row: dict, metric: str) -> str:
 
 
 def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
-    headers = ["device", *(h for h, _ in COLUMNS.values()), "runs", "status"]
+    headers = ["device", "positive", *(h for h, _ in COLUMNS.values()), "runs", "status"]
+    chosen = "positive class" if positive == "abnormal" else "negative (healthy) class (--positive normal)"
     lines = [f"# Sweep summary: {sweep_dir}", "",
-             f"Written {datetime.now():%Y-%m-%d %H:%M}. Test split of each job; positive class for P, R and F1: "
-             f"**{positive}** (multi-class jobs: macro averages over their classes). P, R, Acc in percent; "
-             "several seeds of a cell: mean ± std.", "",
+             f"Written {datetime.now():%Y-%m-%d %H:%M}. Test split of each job; P, R and F1 are for the class in "
+             f"the positive column: each binary job's {chosen} as its metrics.json names it, macro averages over "
+             "the classes of a multi-class job, – for anomaly scores only. P, R, Acc in percent; several seeds "
+             "of a cell: mean ± std.", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         name = row["name"] if row["kind"] == "job" else f"**{row['name']}**"
         status = row["status"] + (f": {row['error']}" if row["error"] else "")
-        lines.append("| " + " | ".join([name, *(_cell(row, m) for m in COLUMNS),
+        lines.append("| " + " | ".join([name, row["positive"] or "–", *(_cell(row, m) for m in COLUMNS),
                                         f"{row['finished']}/{row['runs']}", status]) + " |")
-    failed = [r for r in rows if r["status"] == "failed"]
-    unfinished = [r for r in rows if r["status"] == "unfinished"]
-    lines += ["", f"{len(failed)} failed, {len(unfinished)} unfinished of {sum(r['kind'] == 'job' for r in rows)}."]
+    counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in STATUSES)
+    lines += ["", f"{counts} of {sum(r['kind'] == 'job' for r in rows)}."]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: list[dict]) -> str:
-    fields = ["kind", "name", "snr", "variant", "machine", "id", "status", "runs", "finished", "seeds"]
+    fields = ["kind", "name", "snr", "variant", "machine", "id", "positive", "status", "runs", "finished", "seeds"]
     fields += [f for m in COLUMNS for f in (m, f"{m}_std")] + ["error", "folders"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
@@ -257,10 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--metric", default="auroc", choices=list(COLUMNS), help="metric of the heatmap")
     parser.add_argument("--positive", default="abnormal", choices=POSITIVES,
-                        help="positive class for precision, recall and F1 (normal: the original table's)")
+                        help="class of precision, recall and F1: each binary job's positive class (abnormal), or "
+                             "its negative, healthy one (normal: the original table's convention)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        return 2
+    if (args.sweep_dir / ".hydra").is_dir() and not (args.sweep_dir / MULTIRUN_FILE).exists():
+        result = args.sweep_dir / METRICS_FILE
+        print(f"error: {args.sweep_dir} is a run folder, not a sweep folder: its test metrics are in {result}"
+              + ("" if result.exists() else " once it finishes"), file=sys.stderr)
         return 2
     if not collect(args.sweep_dir):
         print(f"error: no job folders (with .hydra/config.yaml) under {args.sweep_dir}; is it a sweep folder?",
