@@ -62,3 +62,11 @@ def test_parallel_sweep_with_one_failed_job_writes_one_table_and_resumes(tmp_pat
     assert again.returncode != 0
     assert {name: (sweep / name / "metrics.json").stat().st_mtime_ns for name in rows} == finished
     assert (sweep / "-6_dB_pump/id_02/failed.json").exists()
+
+    # Run again with a changed setting, the finished jobs are refused, not passed off as this sweep's results.
+    changed = subprocess.run([*command, "model.drop_rate=0.3"], cwd=REPO, capture_output=True, text=True,
+                             timeout=600)
+    assert changed.returncode != 0
+    assert {name: (sweep / name / "metrics.json").stat().st_mtime_ns for name in rows} == finished
+    error = json.loads((sweep / "-6_dB_fan/id_00/failed.json").read_text())["error"]
+    assert "ran with other settings (model.drop_rate: 0.2 -> 0.3)" in error and "new folder" in error

@@ -108,3 +108,40 @@ def resume_config(folder: str | Path, overrides: Sequence[str] = ()) -> tuple[Di
     cfg.resume = str(folder)
     log.info("resuming %s from %s", folder, last)
     return cfg, last
+
+
+def _flat(tree, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def changed_settings(stored: dict, current: dict) -> list[str]:
+    """`key: old -> new` for every setting that differs between two stored run configs (unresolved, as
+    checkpoints keep them)."""
+    old, new = _flat(stored), _flat(current)
+    return [f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}" for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key) and key != "resume"]
+
+
+def sweep_job_checkpoint(folder: str | Path, current: dict) -> Path | None:
+    """For a sweep job run again in its folder (`hydra.sweep.dir=`): the `last.ckpt` to continue an interrupted
+    job from, or None when there is none. A job that ran with other settings than `current` (a stored run config)
+    is a ConfigError naming them: its results would not be this sweep's."""
+    folder = Path(folder)
+    finished = folder / "metrics.json"
+    if finished.exists():
+        import json
+
+        path = json.loads(finished.read_text()).get("best_checkpoint")
+        checkpoint = Path(path) if path else None
+    else:
+        checkpoint = folder / LAST
+    if checkpoint is None or not checkpoint.is_file():
+        return None
+    changed = changed_settings(load_checkpoint(checkpoint)[RUN_CONFIG], current)
+    if changed:
+        raise ConfigError(f"{folder} ran with other settings ({'; '.join(changed[:3])}"
+                          f"{f'; {len(changed) - 3} more' if len(changed) > 3 else ''}); run the changed sweep in a "
+                          "new folder (leave out hydra.sweep.dir)")
+    return None if finished.exists() else checkpoint

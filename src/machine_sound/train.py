@@ -122,19 +122,26 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from machine_sound.resume import sweep_job_checkpoint
     from machine_sound.sweep import share_the_machine
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     finished = Path(cfg.paths.output_dir) / "metrics.json"
-    if in_sweep and finished.exists():  # re-running a sweep folder resumes it: finished jobs are kept
-        log.info("%s already finished; keeping its result", cfg.paths.output_dir)
-        return json.loads(finished.read_text())["metrics"]["auroc"]
-    gpu_lock = share_the_machine(cfg, hydra_cfg) if in_sweep else None
+    gpu_lock = None
     try:
         ckpt_path = None
         if cfg.get("resume"):
             cfg, ckpt_path = resume(cfg, hydra_cfg, in_sweep)
+        elif in_sweep:  # a sweep run again in its folder: finished jobs are kept, interrupted ones continue
+            ckpt_path = sweep_job_checkpoint(cfg.paths.output_dir, stored_config(cfg))
+            if finished.exists():
+                log.info("%s already finished; keeping its result", cfg.paths.output_dir)
+                return json.loads(finished.read_text())["metrics"].get("auroc", 0.0)
+            if ckpt_path is not None:
+                log.info("continuing the interrupted job from %s", ckpt_path)
+        if in_sweep:
+            gpu_lock = share_the_machine(cfg, hydra_cfg)
         result = train(cfg, ckpt_path)
     except Exception as err:  # ours, also when raised in a DataLoader worker or wrapped by a resolver
         if in_sweep or user_error(err) is None:  # Hydra records a sweep job's failure and goes on
