@@ -126,6 +126,62 @@ def test_a_binary_task_on_folders_makes_the_fault_named_folder_positive_whatever
     assert instantiate(cfg_factory(*given).data).class_names == ("abnormal", "normal")  # as given, with a warning
 
 
+def test_two_class_folders_put_normal_first_for_the_default_multiclass_task_too(cfg_factory, tmp_path, caplog):
+    root = make_folder(tmp_path / "sounds", {"abnormal": 3, "normal": 3})  # sorted, abnormal would come first
+    with caplog.at_level("WARNING"):
+        assert instantiate(cfg_factory("data=folder", f"data.root={root}").data).class_names == ("normal",
+                                                                                                  "abnormal")
+        anomaly = make_folder(tmp_path / "ids", {"anomaly_id_00": 3, "normal_id_00": 3})
+        assert instantiate(cfg_factory("data=folder", f"data.root={anomaly}").data).class_names == (
+            "normal_id_00", "anomaly_id_00")
+        tools = make_folder(tmp_path / "tools", {"hammer": 3, "drill": 3})  # names that say neither: sorted, quietly
+        assert instantiate(cfg_factory("data=folder", f"data.root={tools}").data).class_names == ("drill", "hammer")
+    assert not caplog.records
+
+
+@pytest.fixture(scope="module")
+def folder_model(tmp_path_factory, data_dir):
+    """A tiny binary model trained on <root>/{normal,abnormal}: its checkpoint and its data root."""
+    from conftest import make_cfg
+
+    root = make_folder(tmp_path_factory.mktemp("sounds"), {"normal": 8, "abnormal": 8}, seconds=2.0)
+    run = tmp_path_factory.mktemp("folder_run")
+    result = train(make_cfg(run, data_dir, ["data=folder", f"data.root={root}", "data.task=binary",
+                                            "data.clip_seconds=2.0", "model.backbone=mobilenetv3_small_050"]))
+    return result["best_checkpoint"], root
+
+
+def test_eval_maps_classes_by_name_so_another_order_gives_the_same_metrics(folder_model, tmp_path):
+    from machine_sound.eval import evaluate
+
+    ckpt, _ = folder_model
+    plain = evaluate(ckpt, output_dir=tmp_path / "plain")
+    swapped = evaluate(ckpt, ["data.reader.classes=[abnormal,normal]"], output_dir=tmp_path / "swapped")
+    assert swapped["classes"] == plain["classes"] == ["normal", "abnormal"]
+    assert swapped["metrics"] == pytest.approx(plain["metrics"]) and swapped["confusion"] == plain["confusion"]
+    scores = [sorted((tmp_path / name / "test_scores.csv").read_text().splitlines()) for name in ("plain", "swapped")]
+    assert scores[0] == scores[1]  # every test file with the same class, flag and score
+
+
+def test_eval_refuses_data_whose_class_names_differ_naming_both_lists(folder_model, tmp_path):
+    from machine_sound.data.records import Index, Record, relabel
+    from machine_sound.eval import evaluate
+
+    ckpt, _ = folder_model
+    other = make_folder(tmp_path / "other", {"ok": 6, "worn": 6}, seconds=0.5)
+    with pytest.raises(ConfigError, match=r"^the checkpoint's model tells normal, abnormal apart, but this data has "
+                                          r"ok, worn; evaluate it on data with the same class names$"):
+        evaluate(ckpt, [f"data.root={other}"], output_dir=tmp_path / "eval")
+    three = make_folder(tmp_path / "three", {"normal": 6, "abnormal": 6, "worn": 6}, seconds=0.5)
+    with pytest.raises(ConfigError, match=r"^the checkpoint's model tells normal, abnormal apart, but this data does "
+                                          r"not fit: .* has 3 \(abnormal, normal, worn\)"):
+        evaluate(ckpt, [f"data.root={three}"], output_dir=tmp_path / "eval")
+    index = Index([Record(tmp_path / "a.wav", 2)], ("normal", "abnormal", "worn"))  # a multiclass model's case
+    with pytest.raises(ConfigError, match="tells normal, abnormal apart, but this data has normal, abnormal, worn"):
+        relabel(index, ["normal", "abnormal"])
+    assert not (tmp_path / "eval").exists()
+
+
 @pytest.mark.parametrize("classes", ["ok", "[ok,worn,ok]", "{ok:1}"])
 def test_classes_must_be_a_list_of_distinct_names(cfg_factory, tmp_path, classes):
     root = make_folder(tmp_path / "sounds", {"ok": 3, "worn": 3})

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def test_real_8_channel_mimii_files_get_a_row_each(trained, tmp_path):
     assert np.isfinite([r["p_abnormal"] for r in rows]).all()
 
 
-def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(cfg_factory, tmp_path):
+def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(cfg_factory, tmp_path, caplog):
     from test_layouts import make_dcase
 
     root = make_dcase(tmp_path / "dcase")
@@ -122,9 +123,26 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
         own = "id_00" if "_id_00_" in row["path"] else "id_02"
         assert row["anomaly_score"] == pytest.approx(1 - row[f"p_{own}"], abs=1e-5)
         assert row["predicted_id"] in ("id_00", "id_02") and "decision" not in row
-    write_wav(tmp_path / "other" / "normal_id_07_00000000.wav", seconds=1.0)  # an ID the model does not know
-    _, (row,) = predict(result["best_checkpoint"], tmp_path / "other", tmp_path / "other.csv")
-    assert row["anomaly_score"] == "" and "no anomaly score: neither the name nor a folder names" in row["error"]
+    for i in range(5):  # IDs the model does not know: nothing can be scored, which is a failure
+        write_wav(tmp_path / "other" / f"normal_id_07_{i:08d}.wav", seconds=1.0, seed=i)
+    with pytest.raises(DataError, match=r"^no anomaly score for any of the 5 file\(s\) under .*other: none names one "
+                                        r"of the model's machine IDs \(id_00, id_02\); name files like "
+                                        r"normal_id_00_00000000.wav or put them under an id_00/ folder$"):
+        predict(result["best_checkpoint"], tmp_path / "other", tmp_path / "other.csv")
+    assert not (tmp_path / "other.csv").exists()
+    command = [sys.executable, "-m", "machine_sound.predict", f"ckpt_path={result['best_checkpoint']}",
+               f"input={tmp_path / 'other'}", f"output={tmp_path / 'other.csv'}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: no anomaly score for any")
+    write_wav(tmp_path / "other" / "id_02" / "clip.wav", seconds=1.0)  # one clip whose folder names its ID
+    with caplog.at_level(logging.WARNING, logger="machine_sound.predict"):
+        _, rows = predict(result["best_checkpoint"], tmp_path / "other", tmp_path / "other.csv")
+    assert "5 of 6 readable file(s) under" in caplog.text and "name none of the model's machine IDs" in caplog.text
+    unknown = [r for r in rows if "_id_07_" in r["path"]]
+    assert len(unknown) == 5 and all(r["anomaly_score"] == "" for r in unknown)
+    assert all("no anomaly score: neither the name nor a folder names" in r["error"] for r in unknown)
+    (known,) = [r for r in rows if r["path"].endswith("clip.wav")]
+    assert known["anomaly_score"] == pytest.approx(1 - known["p_id_02"], abs=1e-5) and not known.get("error")
 
 
 def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained, tmp_path):
@@ -156,6 +174,22 @@ def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained,
                                                             "has no such key)")
     done = run(scripts / "machine-sound-eval")
     assert done.returncode == 2 and "give ckpt_path=..." in done.stderr
+
+
+def test_predict_finds_recordings_by_the_readers_rule(trained, tmp_path, caplog):
+    """Upper-case suffixes and linked folders are scored; macOS `._*` files and other hidden files are not."""
+    result, _ = trained
+    inputs = tmp_path / "in"
+    write_wav(inputs / "a.wav", seconds=2.0)
+    write_wav(inputs / "B.WAV", seconds=2.0, seed=1)
+    (inputs / "._a.wav").write_bytes(b"\x00\x05\x16\x07" + bytes(80))
+    write_wav(tmp_path / "elsewhere" / "c.wav", seconds=2.0, seed=2)
+    (inputs / "batch2").symlink_to(tmp_path / "elsewhere")
+    with caplog.at_level(logging.INFO):
+        _, rows = predict(result["best_checkpoint"], inputs, tmp_path / "out.csv")
+    assert [r["path"] for r in rows] == [str(inputs / "B.WAV"), str(inputs / "a.wav"), str(inputs / "batch2" / "c.wav")]
+    assert all(r["decision"] in ("normal", "abnormal") and not r.get("error") for r in rows)
+    assert f"found 3 recordings under {inputs}" in caplog.text
 
 
 def test_predict_fails_when_no_file_can_be_scored(trained, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from machine_sound.config import instantiate
+from machine_sound.data.records import relabel
 from machine_sound.errors import ConfigError, MachineSoundError, one_line
 from machine_sound.runs import (
     check_fits,
@@ -33,12 +34,30 @@ from machine_sound.runs import (
     write_test_scores,
 )
 
+log = logging.getLogger(__name__)
 USAGE = "usage: python -m machine_sound.eval ckpt_path=<checkpoint.ckpt> [key=value ...]"
 
 
+def match_classes(datamodule, model) -> None:
+    """Map the data's labels to the model's classes by name, before the data is split: the same names in another
+    order (e.g. `data.reader.classes=[abnormal,normal]`) are relabelled in the model's order, so the split and
+    the metrics are those of the model's order. ConfigError naming both lists when the names differ, also when
+    the reader refuses the data's classes for the model's task (three folders for a binary model)."""
+    try:
+        index = datamodule.index
+    except ConfigError as err:
+        raise ConfigError(f"the checkpoint's model tells {', '.join(model.class_names)} apart, but this data does "
+                          f"not fit: {one_line(err)}") from None
+    if list(index.class_names) != list(model.class_names):
+        datamodule.index = relabel(index, model.class_names, flag_is_label=model.task.name == "binary")
+        log.info("this data's classes %s are mapped by name to the model's %s", list(index.class_names),
+                 list(model.class_names))
+
+
 def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str | Path | None = None) -> dict:
-    """Test `ckpt_path` on the data of its run (changed by `overrides`); write and return `metrics.json`.
-    Raises DataError for a checkpoint that cannot be used and ConfigError for overrides that do not fit it."""
+    """Test `ckpt_path` on the data of its run (changed by `overrides`); write and return `metrics.json`. The
+    data's classes are matched to the model's by name (`match_classes`). Raises DataError for a checkpoint that
+    cannot be used and ConfigError for overrides or data whose classes do not fit it."""
     import lightning as L
 
     cfg = run_config(load_checkpoint(ckpt_path), overrides)
@@ -50,9 +69,7 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
     check_fits(cfg, model)  # before any data is written or read
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    if list(datamodule.class_names) != model.class_names:
-        raise ConfigError(f"the checkpoint's model tells {', '.join(model.class_names)} apart, but this data has "
-                          f"{', '.join(datamodule.class_names)}; evaluate it on data with the same classes")
+    match_classes(datamodule, model)
     L.seed_everything(cfg.seed, workers=True)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(model, datamodule=datamodule, verbose=False)

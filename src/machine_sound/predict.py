@@ -142,6 +142,9 @@ def unwritable(output: Path, err: OSError) -> DataError:
 
 
 def find_inputs(source: str | Path) -> list[Path]:
+    """The recordings to score: `source` itself when it is a file, else the .wav/.flac files under it found by the
+    readers' rule (`records.find_audio`: any case, linked folders followed, hidden `._*` files ignored), sorted.
+    DataError when `source` does not exist or holds none."""
     path = Path(source)
     if path.is_file():
         return [path]
@@ -150,7 +153,27 @@ def find_inputs(source: str | Path) -> list[Path]:
     files = find_audio(path)
     if not files:
         raise DataError(f"no .wav/.flac files in {path}")
+    log.info("found %d recordings under %s", len(files), path)
     return files
+
+
+def check_ids(dataset: RecordingWindows, model, source: str | Path) -> None:
+    """For a model scored by machine ID (`not_own`): DataError when no readable file names one of its IDs (so
+    none could get an anomaly score), one warning counting those that do not when some do."""
+    if model.task.score != "not_own":
+        return
+    readable = [path for i, path in enumerate(dataset.files) if i not in dataset.errors]
+    missing = sum(own_id(path, model.class_names) is None for path in readable)
+    ids = ", ".join(model.class_names)
+    if missing == len(readable):
+        unreadable = f" ({len(dataset.errors)} of them unreadable)" if dataset.errors else ""
+        raise DataError(f"no anomaly score for any of the {len(dataset.files)} file(s) under {source}{unreadable}: "
+                        f"none names one of the model's machine IDs ({ids}); name files like "
+                        f"normal_{model.class_names[0]}_00000000.wav or put them under an {model.class_names[0]}/ "
+                        "folder")
+    if missing:
+        log.warning("%d of %d readable file(s) under %s name none of the model's machine IDs (%s): their rows get "
+                    "no anomaly score, only an error", missing, len(readable), source, ids)
 
 
 def own_id(path: Path, ids: list[str]) -> str | None:
@@ -165,8 +188,10 @@ def own_id(path: Path, ids: list[str]) -> str | None:
 
 def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None = None, aggregate: str = "mean",
             overrides: list[str] = ()) -> tuple[Path, list[dict]]:
-    """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac); write the
-    CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and rows."""
+    """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac by
+    `find_inputs`); write the CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and
+    rows. DataError when no file can be scored: none readable or, for a model scored by machine ID, none naming
+    one of its IDs."""
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
     if output is None:
@@ -185,6 +210,7 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     if not dataset.windows:  # nothing to score is a failure, not an empty table
         first = next(iter(dataset.errors.values()))
         raise DataError(f"none of the {len(dataset.files)} file(s) could be read; the first: {first}")
+    check_ids(dataset, model, source)
     writer = PredictionWriter(dataset, output, aggregate)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])

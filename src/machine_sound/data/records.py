@@ -5,11 +5,15 @@ A reader only lists (like timm's `timm/data/readers`); `AudioDataModule` checks,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from machine_sound.errors import DataError
+from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 NOT_ANOMALY_SCORED = -1  # `Record.anomalous` of a recording that is neither normal nor anomalous (class folders)
@@ -53,10 +57,41 @@ class Index:
     note: str = ""
 
 
-def find_audio(folder: Path, suffixes: Sequence[str] = AUDIO_SUFFIXES) -> list[Path]:
-    """Every file under `folder` (recursively) whose suffix is one of `suffixes` (any case), sorted by path."""
+def find_audio(folder: str | Path, suffixes: Sequence[str] = AUDIO_SUFFIXES, recursive: bool = True) -> list[Path]:
+    """The recordings in `folder`: the one rule every reader and predict find files by.
+
+    A recording is a file whose suffix is one of `suffixes` in any case (`.wav` finds `a.WAV`). With `recursive`
+    the folders below are searched too, following symbolically linked folders; a folder reached again (a link
+    loop, or two links to one folder) is searched once, under the first path the sorted walk reaches. Names starting
+    with '.' (macOS `._a.wav` AppleDouble files, `.Trash/`) are hidden and ignored, with a log line that counts
+    them. A link to a missing file is kept, so that reading it names it. Returns paths under `folder`, sorted;
+    an empty list when `folder` is not a folder.
+    """
     suffixes = tuple(s.lower() if s.startswith(".") else f".{s.lower()}" for s in suffixes)
-    return sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in suffixes and f.is_file())
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found, hidden, seen = [], 0, set()
+    for top, dirs, files in os.walk(root, followlinks=True, onerror=_unsearchable):
+        real = os.path.realpath(top)
+        if real in seen:  # a link loop, or a second link to a folder already searched
+            dirs[:] = []
+            continue
+        seen.add(real)
+        audio = [name for name in files if os.path.splitext(name)[1].lower() in suffixes]
+        hidden += sum(name.startswith(".") for name in audio)
+        if recursive:
+            hidden += sum(name.startswith(".") for name in dirs)
+        dirs[:] = sorted(name for name in dirs if not name.startswith(".")) if recursive else []
+        found += [Path(top) / name for name in audio if not name.startswith(".")]
+    if hidden:
+        log.info("ignored %d hidden recording(s) or folder(s) in %s (names starting with '.', such as the ._*.wav "
+                 "files macOS leaves)", hidden, root)
+    return sorted(found)
+
+
+def _unsearchable(err: OSError) -> None:
+    log.warning("cannot search %s: %s; its recordings are left out", err.filename, err.strerror)
 
 
 def distinct_names(value) -> bool:
@@ -70,3 +105,17 @@ def require_folder(folder: Path, hint: str) -> Path:
     if not Path(folder).is_dir():
         raise DataError(f"no folder {folder}; {hint}")
     return Path(folder)
+
+
+def relabel(index: Index, class_names: Sequence[str], flag_is_label: bool = False) -> Index:
+    """`index` with its labels mapped by name onto `class_names` (the same names, in another order), e.g. a
+    checkpoint's classes. With `flag_is_label` (a binary task: the anomaly flag is 1 for the second class) each
+    record's flag becomes its new label. The records keep their order. Raises ConfigError, naming both lists,
+    when the names differ."""
+    if sorted(index.class_names) != sorted(class_names) or len(set(class_names)) != len(class_names):
+        raise ConfigError(f"the checkpoint's model tells {', '.join(class_names)} apart, but this data has "
+                          f"{', '.join(index.class_names)}; evaluate it on data with the same class names")
+    new = [list(class_names).index(name) for name in index.class_names]
+    records = [replace(r, label=new[r.label], anomalous=new[r.label] if flag_is_label else r.anomalous)
+               for r in index.records]
+    return replace(index, records=records, class_names=tuple(class_names))

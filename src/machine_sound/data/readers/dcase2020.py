@@ -9,29 +9,37 @@ for validation (`data.split`), on which the ID classification is scored.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
-from machine_sound.data.records import Index, Record, require_folder
+from machine_sound.data.records import Index, Record, find_audio, require_folder
 from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 # DCASE 2020 development data: MIMII channel 0 (fan, pump, slider, valve) and ToyADMOS (ToyCar, ToyConveyor).
 MACHINES = ("fan", "pump", "slider", "valve", "ToyCar", "ToyConveyor")
-NAME = re.compile(r"^(normal|anomaly)_(id_\d+)_\d+\.wav$")
+NAME = re.compile(r"^(normal|anomaly)_(id_\d+)_\d+\.(?i:wav)$")  # the suffix in any case, as `find_audio` finds it
 HINT = ("data=dcase2020 expects <root>/<machine>/train/normal_id_XX_NNNNNNNN.wav and "
         "<root>/<machine>/test/{normal,anomaly}_id_XX_NNNNNNNN.wav, as in the DCASE 2020 Task 2 development set")
 
 
 def parse_folder(folder: Path) -> list[tuple[Path, str, bool]]:
-    """(path, machine ID, anomalous) for every recording in a train/ or test/ folder, sorted by name."""
+    """(path, machine ID, anomalous) for every recording in a train/ or test/ folder (`.wav` in any case, not in
+    sub-folders: `records.find_audio`), sorted by name. DataError for a missing folder, no recordings, or a
+    name that is not DCASE's."""
     found = []
-    for path in sorted(require_folder(folder, HINT).glob("*.wav")):
+    for path in find_audio(require_folder(folder, HINT), (".wav",), recursive=False):
         match = NAME.match(path.name)
         if match is None:
             raise DataError(f"{path}: the name is not {{normal,anomaly}}_id_XX_NNNNNNNN.wav; {HINT}")
         found.append((path, match.group(2), match.group(1) == "anomaly"))
     if not found:
         raise DataError(f"no .wav files in {folder}; {HINT}")
+    anomalies = sum(anomalous for _, _, anomalous in found)
+    log.info("found %d recordings in %s: %d normal, %d anomaly", len(found), folder, len(found) - anomalies,
+             anomalies)
     return found
 
 

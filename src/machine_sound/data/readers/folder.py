@@ -2,9 +2,11 @@
 
 The class folders, sorted by name, are the labels 0, 1, 2, ... unless `classes` lists them (which also picks a
 subset and sets the order). Task `multiclass` (default) learns any number of classes; task `binary` needs exactly
-two, and the second is the positive one (abnormal): without `classes`, a folder whose name holds a fault word
-(abnormal, anomaly, faulty, ... as a word: `abnormal_pump`, `anomaly_id_00`) or a health word (normal, ok, good,
-healthy) is put on its side whatever the sort order, and a warning says which is positive when neither does.
+two, and the second is the positive one (abnormal). With two classes and no `classes`, for either task, a folder
+whose name holds a fault word (abnormal, anomaly, faulty, ... as a word: `abnormal_pump`, `anomaly_id_00`) or a
+health word (normal, ok, good, healthy) is put on its side whatever the sort order: normal is 0, abnormal 1. For
+the binary task a warning says which is positive when neither does. Recordings are found by the project's one
+rule (`records.find_audio`: any case of the suffixes, linked folders followed, hidden files ignored).
 """
 
 from __future__ import annotations
@@ -29,20 +31,25 @@ def _says(name: str, words: set[str]) -> bool:
     return bool(words & set(re.split(r"[^a-z]+", name.lower())))
 
 
-def binary_order(classes: list[str], given: bool) -> list[str]:
+def binary_order(classes: list[str], given: bool, quiet: bool = False) -> list[str]:
     """Two class names as [negative, positive]: a fault-named folder is positive, a health-named one negative. An
     order the user gave is kept, with a warning when it makes a health-named folder the positive class; names that
-    say neither keep their order, with a warning naming the positive one."""
+    say neither (or both ways) keep their order, with a warning naming the positive one. `quiet` (the multiclass
+    task, whose classes need not be faults) orders the same way without the warnings."""
     first, second = classes
-    wrong_way = _says(first, FAULTY) or _says(second, HEALTHY)
-    if wrong_way and given:
-        log.warning("data.reader.classes=[%s] makes '%s' the positive (abnormal) class", ", ".join(classes),
-                    second)
+    right = _says(first, HEALTHY) or _says(second, FAULTY)
+    wrong = _says(first, FAULTY) or _says(second, HEALTHY)
+    if given:
+        if wrong and not right and not quiet:
+            log.warning("data.reader.classes=[%s] makes '%s' the positive (abnormal) class", ", ".join(classes),
+                        second)
         return classes
-    if not wrong_way and not (_says(first, HEALTHY) or _says(second, FAULTY)):
-        log.warning("neither %s nor %s is named like a fault or like health: %s is taken as abnormal (positive); "
+    if wrong != right:
+        return classes[::-1] if wrong else classes
+    if not quiet:
+        log.warning("the names %s and %s do not say which is the fault: %s is taken as abnormal (positive); "
                     "set data.reader.classes=[<normal>,<abnormal>] to choose", first, second, second)
-    return classes[::-1] if wrong_way else classes
+    return classes
 
 
 class FolderReader:
@@ -78,16 +85,19 @@ class FolderReader:
                               "a classifier needs at least 2: <root>/<class>/*.wav")
         if self.task == "binary" and len(classes) != 2:
             raise ConfigError(f"data.task=binary needs exactly 2 classes but {self.root} has {len(classes)} "
-                              f"({', '.join(classes)}); pick two with data.reader.classes=[normal,abnormal] or "
-                              "set data.task=multiclass")
+                              f"({', '.join(classes)}); pick two with data.reader.classes=[normal,abnormal], or "
+                              "train with data.task=multiclass")
+        if len(classes) == 2:  # normal before abnormal wherever the names say so, for multiclass too
+            classes = binary_order(list(classes), given=self.classes is not None, quiet=self.task != "binary")
         if self.task == "binary":
-            classes = binary_order(list(classes), given=self.classes is not None)
             log.info("binary task on class folders: %s is normal (0), %s abnormal (1), the positive class", *classes)
-        records = []
+        records, counts = [], []
         for label, name in enumerate(classes):
             files = find_audio(self.root / name, self.extensions)
             if not files:
                 raise DataError(f"no {'/'.join(self.extensions)} files in {self.root / name}")
             flag = label if self.task == "binary" else NOT_ANOMALY_SCORED
             records += [Record(path, label, None, flag) for path in files]
+            counts.append(f"{len(files)} {name}")
+        log.info("found %d recordings in %s: %s", len(records), self.root, ", ".join(counts))
         return Index(records, tuple(classes))

@@ -13,11 +13,14 @@ the same machine sounds mixed with the background at other levels).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from machine_sound.data.records import Index, Record, distinct_names
+from machine_sound.data.records import Index, Record, distinct_names, find_audio
 from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 PROTOCOL_TASKS = {"stratified": "binary", "baseline": "id_anomaly"}
@@ -41,8 +44,8 @@ def id_folder(root: str | Path, snr: str, machine: str, machine_id: str) -> Path
 
 
 def list_id(root: str | Path | None, snr: str, machine: str, machine_id: str) -> dict[str, list[Path]]:
-    """The normal and abnormal files of one snr/machine/id, each sorted by name, with errors that say what is
-    missing."""
+    """The normal and abnormal files of one snr/machine/id (`.wav` in any case, directly in normal/ and abnormal/;
+    `records.find_audio`), each sorted by name, with DataErrors that say what is missing."""
     if root is None:
         raise DataError(f"data.root is not set: {HINT}")
     root = Path(root)
@@ -59,10 +62,12 @@ def list_id(root: str | Path | None, snr: str, machine: str, machine_id: str) ->
         raise DataError(f"no folder {folder} (IDs found: {', '.join(found) or 'none'})")
     files = {}
     for name in CLASS_NAMES:
-        files[name] = sorted((folder / name).glob("*.wav"))
+        files[name] = find_audio(folder / name, (".wav",), recursive=False)  # flat by MIMII's layout
         if not files[name]:
             raise DataError(f"no .wav files in {folder / name}; a MIMII ID folder holds normal/ and abnormal/ "
                             "folders of .wav files")
+    log.info("found %d recordings in %s: %s", sum(map(len, files.values())), folder,
+             ", ".join(f"{len(found)} {name}" for name, found in files.items()))
     return files
 
 
