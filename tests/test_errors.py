@@ -26,6 +26,15 @@ def test_bad_snr_is_named(cfg_factory):
         train(cfg_factory("snr=-6dB"))
 
 
+def test_an_snr_mimii_does_not_have_is_refused_not_invented(cfg_factory, tmp_path):
+    with pytest.raises(ConfigError, match=r"^snr=3_dB: MIMII's noise levels are -6_dB, 0_dB, 6_dB \(to use another, "
+                                          r"add it to data.reader.snrs\)$"):
+        train(cfg_factory("snr=3_dB", f"paths.data_dir={tmp_path}"))
+    with pytest.raises(ConfigError, match=r"^data.reader.test_snr=12_dB: MIMII's noise levels"):
+        train(cfg_factory("data.reader.test_snr=12_dB", f"paths.data_dir={tmp_path}"))
+    assert not (tmp_path / "synthetic").exists()  # no '3 dB' dataset was synthesised
+
+
 def test_missing_data_root_says_how_to_get_mimii(cfg_factory, tmp_path):
     with pytest.raises(DataError, match=r"does not exist: download MIMII .* or use the built-in data=synthetic"):
         setup_mimii(cfg_factory, tmp_path / "nowhere")

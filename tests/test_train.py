@@ -1,5 +1,6 @@
 """Training end to end: the run folder, TensorBoard events, determinism, config composition, and learning."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -213,8 +214,8 @@ def test_a_model_trained_on_synthetic_data_is_evaluated_on_real_mimii_files(cfg_
     assert not list((tmp_path / "real").rglob(".synthetic.json"))  # nothing was generated there
 
 
-def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
-    from machine_sound.errors import ConfigError, DataError
+def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path, monkeypatch):
+    from machine_sound.errors import ConfigError, DataError, one_line
     from machine_sound.eval import evaluate
 
     with pytest.raises(DataError, match="no checkpoint at .*missing.ckpt"):
@@ -243,11 +244,22 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path):
                "data.reader.protocol=baseline": "data.task=id_anomaly, but the model was trained for task binary",
                "data.clip_seconds=0.01": "gives 160 samples, fewer than the front end's STFT needs \\(513\\)",
                "data.channel=[0,1]": "data.channel=\\(0, 1\\) gives 2 channel\\(s\\), but the model was trained on 1",
-               "data.clip_seconds=abc": "data.clip_seconds='abc': a positive number"}
+               "data.clip_seconds=abc": "data.clip_seconds='abc': a positive number",
+               "trainer.precision=16-true": "trainer.precision=16-true keeps the weights themselves in half",
+               "trainer.devices=0": r"trainer settings: `Trainer\(devices=0\)` value is not a valid input"}
     for override, message in refused.items():
         with pytest.raises(ConfigError, match=message):
             evaluate(trained["best_checkpoint"], [override], output_dir=tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # refused before anything is read or written
+
+    def full_disk(path, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("machine_sound.eval.write_test_scores", full_disk)
+    with pytest.raises(OSError) as caught:
+        evaluate(trained["best_checkpoint"], output_dir=tmp_path / "full")
+    assert one_line(caught.value).startswith(f"cannot write {tmp_path / 'full' / 'test_scores.csv'}: No space left")
+    assert not (tmp_path / "full").exists()  # no half-written evaluation folder (split.csv, config.yaml) is left
 
 
 def test_a_diverged_training_stops_with_a_clear_error_instead_of_garbage_metrics(cfg_factory, monkeypatch):

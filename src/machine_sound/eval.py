@@ -13,15 +13,18 @@ Hydra overrides of the stored config.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from machine_sound.config import instantiate
+from machine_sound.checks import check_trainer
+from machine_sound.config import build_trainer, instantiate
+from machine_sound.console import print_result, quiet_lightning
 from machine_sound.data.records import relabel
-from machine_sound.errors import ConfigError, MachineSoundError, one_line
+from machine_sound.errors import ConfigError, one_line, user_error
 from machine_sound.runs import (
     check_fits,
     load_checkpoint,
@@ -60,7 +63,9 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
     cannot be used and ConfigError for overrides or data whose classes do not fit it."""
     import lightning as L
 
+    quiet_lightning()
     cfg = run_config(load_checkpoint(ckpt_path), overrides)
+    check_trainer(cfg.trainer)  # an override such as trainer.accelerator=gpu
     if output_dir is None:
         output_dir = Path(cfg.paths.log_dir) / "evals" / str(cfg.data.name) / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
     cfg.paths.output_dir = str(output_dir)
@@ -68,18 +73,24 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
     model = load_model(ckpt_path, cfg)
     check_fits(cfg, model)  # before any data is written or read
     datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    match_classes(datamodule, model)
-    L.seed_everything(cfg.seed, workers=True)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    tested = dict(trainer.callback_metrics)
-    result = metrics_record(datamodule, model, tested, str(ckpt_path), epochs=None, seed=cfg.seed)
-    result.update(overrides=list(overrides), evaluation_dir=str(output_dir))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml")
-    write_test_scores(output_dir / "test_scores.csv", datamodule, model)
-    write_json(output_dir / "metrics.json", result)
+    trainer = build_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    made = not output_dir.exists()
+    try:
+        datamodule.prepare_data()
+        match_classes(datamodule, model)
+        L.seed_everything(cfg.seed, workers=True)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        tested = dict(trainer.callback_metrics)
+        result = metrics_record(datamodule, model, tested, str(ckpt_path), epochs=None, seed=cfg.seed)
+        result.update(overrides=list(overrides), evaluation_dir=str(output_dir))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config.yaml")
+        write_test_scores(output_dir / "test_scores.csv", datamodule, model)
+        write_json(output_dir / "metrics.json", result)
+    except BaseException:  # an evaluation that did not finish leaves no folder that looks like one
+        if made:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     return result
 
 
@@ -88,11 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         result = evaluate(own["ckpt_path"], overrides)
-    except MachineSoundError as err:
+    except Exception as err:  # ours, a failed write, or one wrapped by a DataLoader worker
+        if user_error(err) is None:
+            raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    print(summary(result, result["evaluation_dir"]).splitlines()[0])
-    print(f"evaluation folder: {result['evaluation_dir']}")
+    print_result(f"{summary(result, result['evaluation_dir']).splitlines()[0]}\n"
+                 f"evaluation folder: {result['evaluation_dir']}")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
+from machine_sound.console import quiet_lightning
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
 from machine_sound.data.records import find_audio
-from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line
+from machine_sound.errors import ConfigError, DataError, one_line, user_error
 from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config, write_atomic
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     one of its IDs."""
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
+    quiet_lightning()
     if output is None:
         output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
     output = Path(output)
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         output, rows = predict(own["ckpt_path"], own["input"], own.get("output"), own.get("aggregate", "mean"),
                                overrides)
-    except MachineSoundError as err:
+    except Exception as err:  # ours, a failed write, or one wrapped by a DataLoader worker
+        if user_error(err) is None:
+            raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     failed = sum(1 for r in rows if "windows" not in r)

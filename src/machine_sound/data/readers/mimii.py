@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 PROTOCOL_TASKS = {"stratified": "binary", "baseline": "id_anomaly"}
+SNRS = ("-6_dB", "0_dB", "6_dB")  # the noise levels MIMII was released at
 HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip into one folder and set data.root to "
         "it, or use the built-in data=synthetic")
 
@@ -77,7 +78,8 @@ class MimiiReader:
     layout = "mimii"
 
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
-                 machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None):
+                 machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None,
+                 snrs: Sequence[str] = SNRS):
         for name, ids in machines.items():
             if not distinct_names(ids):
                 raise ConfigError(f"data.reader.machines.{name}={ids!r}: a list of distinct IDs, such as "
@@ -89,9 +91,14 @@ class MimiiReader:
         if machine_id not in machines[machine]:
             raise ConfigError(f"unknown id '{machine_id}' for {machine}; valid: {', '.join(machines[machine])} "
                               f"(to use another, add it to data.reader.machines.{machine})")
-        parse_snr(snr)
-        if test_snr is not None:
-            parse_snr(test_snr)
+        if not distinct_names(snrs):
+            raise ConfigError(f"data.reader.snrs={snrs!r}: a list of distinct noise levels, such as [-6_dB,0_dB,6_dB]")
+        for setting, value in (("snr", snr), ("data.reader.test_snr", test_snr)):
+            if value is not None:
+                parse_snr(value)
+                if value not in snrs:
+                    raise ConfigError(f"{setting}={value}: MIMII's noise levels are {', '.join(snrs)} (to use "
+                                      "another, add it to data.reader.snrs)")
         self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
         self.protocol, self.test_snr = protocol, test_snr if test_snr != snr else None
         self.ids = tuple(machines[machine])
