@@ -13,6 +13,7 @@ QUIET_WARNINGS = (
     r".*does not have many workers.*",  # data.num_workers=auto chose 0 on purpose: the model's threads use the CPU
     r".*smaller than the logging interval.*",  # tiny data: the epoch's metrics are logged anyway
     r".*Checkpoint directory .* exists and is not empty.*",  # resume=<run folder> writes into its own folder
+    r".*samples in targets, .* should be meaningless.*",  # the sanity check's single validation batch
 )
 QUIET_INFO = ("💡 Tip",)  # Lightning's adverts for its cloud services
 
