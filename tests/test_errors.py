@@ -66,10 +66,11 @@ def test_too_few_files_for_a_split_says_how_many_are_needed(cfg_factory, tmp_pat
 
 
 def test_command_line_prints_one_line_not_a_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", "machine=pmp", f"hydra.run.dir={tmp_path}"],
+    result = subprocess.run([sys.executable, "train.py", "machine=pmp", f"hydra.run.dir={tmp_path / 'run'}"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown machine 'pmp'; valid: fan, pump, slider, valve"
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder behind
 
 
 @pytest.mark.parametrize("override, message", [
@@ -103,11 +104,16 @@ def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_b
     ("trainer.max_epochs=0", r"^trainer.max_epochs=0: a positive whole number$"),
     ("model.optimizer.lr=-0.01", r"^model.optimizer.lr=-0.01: a positive number$"),
     ("model.optimizer.weight_decay=-1", r"^model.optimizer.weight_decay=-1: a number >= 0$"),
-    ("seed=abc", r"^seed='abc': a whole number$"),
+    ("seed=abc", r"^seed='abc': a whole number from 0 to 4294967295$"),
+    ("seed=-1", r"^seed=-1: a whole number from 0 to 4294967295$"),
+    ("trainer.devices=5", r"^trainer.devices=5: a run trains on one device"),
+    ("data.split=abc", r"^data.split='abc': give fractions of train, val and test"),
+    ("data.split.val=abc", r"^data.split=.*: give fractions of train, val and test"),
     ("trainer.precision=bf16-true", r"^trainer.precision=bf16-true keeps the weights themselves in half precision"),
     ("trainer.precision=16-true", r"^trainer.precision=16-true keeps the weights .* use bf16-mixed"),
     ("trainer.precision=bogus", r"^trainer.precision='bogus': choose 32-true, bf16-mixed or 16-mixed"),
-    ("trainer.devices=0", r"^trainer settings: `Trainer\(devices=0\)` value is not a valid input"),
+    ("trainer.devices=0", r"^trainer.devices=0: a run trains on one device"),
+    ("trainer.accelerator=bogus", r"^trainer settings: You selected an invalid accelerator name"),
 ])
 def test_run_settings_are_checked_before_anything_is_built(cfg_factory, tmp_path, override, message):
     cfg = cfg_factory(override, "paths.data_dir=" + str(tmp_path / "never"))
@@ -120,3 +126,20 @@ def test_run_settings_are_checked_before_anything_is_built(cfg_factory, tmp_path
 def test_gpu_trainer_without_a_gpu_is_refused_in_one_line(cfg_factory):
     with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu, but torch finds no CUDA GPU on this machine"):
         train(cfg_factory("trainer=gpu"))
+
+
+def test_a_run_folder_that_cannot_be_written_or_holds_a_finished_run_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "train.py", "hydra.run.dir=/proc/nowhere/run"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("error: cannot write /proc/nowhere/run: No such file or directory; choose another "
+                                   "hydra.run.dir (or paths.log_dir)")
+    finished = tmp_path / "finished"
+    (finished / ".hydra").mkdir(parents=True)
+    (finished / ".hydra" / "config.yaml").write_text("the original run's record\n")
+    (finished / "metrics.json").write_text("{}")
+    done = subprocess.run([sys.executable, "train.py", f"hydra.run.dir={finished}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {finished} already holds a finished run; choose another hydra.run.dir"
+    assert (finished / ".hydra" / "config.yaml").read_text() == "the original run's record\n"  # not rewritten

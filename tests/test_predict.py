@@ -78,7 +78,8 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     result, _ = trained
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .wav/.flac files in"):
-        predict(result["best_checkpoint"], tmp_path / "empty")
+        predict(result["best_checkpoint"], tmp_path / "empty", tmp_path / "made" / "scores.csv")
+    assert not (tmp_path / "made").exists()  # a prediction that failed leaves no empty output folder
     with pytest.raises(DataError, match="input .*nowhere does not exist"):
         predict(result["best_checkpoint"], tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="aggregate=median"):

@@ -78,7 +78,7 @@ def test_failed_and_unfinished_jobs_are_marked_and_the_rest_is_complete(tmp_path
     assert rows["-6_dB_fan/id_02"]["auroc"] == pytest.approx(0.7)
     md = write_summary(tmp_path)["md"].read_text()
     assert "failed: no folder id_00" in md
-    assert "1 failed, 1 unfinished, 0 pending of 4." in md
+    assert "1 failed, 1 unfinished, 0 pending of 4 runs." in md
 
 
 def test_several_seeds_give_mean_and_std(tmp_path):
@@ -203,7 +203,7 @@ def test_jobs_of_the_sweep_without_a_folder_yet_are_pending(tmp_path):
     rows = job_rows(table_rows(jobs))
     assert rows["-6_dB_pump/id_02"]["status"] == "pending" and rows["-6_dB_pump/id_02"]["auroc"] is None
     md = write_summary(tmp_path)["md"].read_text()
-    assert "| -6_dB_pump/id_00 | – | – |" in md and "0 failed, 1 unfinished, 2 pending of 4." in md
+    assert "| -6_dB_pump/id_00 | – | – |" in md and "0 failed, 1 unfinished, 2 pending of 4 runs." in md
 
 
 def test_the_pending_jobs_are_hydras_own_expansion_of_the_sweep(tmp_path):
@@ -262,7 +262,7 @@ def job_config(folder: Path, sweep: Path, mode=RunMode.MULTIRUN):
 def test_a_failed_job_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch, caplog):
     folder = make_job(tmp_path, "pump", "id_02", status="unfinished")
     failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("no folder id_02\nsecond line"))
-    SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.RUN), failed)
+    SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.MULTIRUN), failed)
     record = json.loads((folder / "failed.json").read_text())
     assert record["error"].startswith("no folder id_02") and record["type"] == "ValueError"
     (folder / "failed.json").unlink()
@@ -273,7 +273,7 @@ def test_a_failed_job_record_is_written_whole_or_not_at_all(tmp_path, monkeypatc
 
     monkeypatch.setattr(Path, "write_text", disk_full)
     with caplog.at_level(logging.ERROR, logger="machine_sound.sweep"):
-        SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.RUN), failed)  # no exception
+        SweepCallback().on_job_end(job_config(folder, tmp_path, RunMode.MULTIRUN), failed)  # no exception
     assert not (folder / "failed.json").exists() and not list(folder.glob(".failed.json*"))
     assert any("could not write" in r.message and "No space left" in r.message for r in caplog.records)
 

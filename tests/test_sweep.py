@@ -53,7 +53,7 @@ def test_parallel_sweep_with_one_failed_job_writes_one_table_and_resumes(tmp_pat
         hparams = hparams_of(job / "tensorboard")
         assert hparams["machine"] == result["machine"] and hparams["id"] == result["id"]
         assert hparams["snr"] == "-6_dB" and hparams["backbone"] == "mobilenetv3_small_100"
-    assert "1 failed, 0 unfinished, 0 pending of 4." in (sweep / "summary.md").read_text()
+    assert "1 failed, 0 unfinished, 0 pending of 4 runs." in (sweep / "summary.md").read_text()
     assert (sweep / "summary.png").stat().st_size > 1000
 
     # Re-running the same sweep folder keeps the finished jobs and retries only the failed one.
@@ -63,10 +63,14 @@ def test_parallel_sweep_with_one_failed_job_writes_one_table_and_resumes(tmp_pat
     assert {name: (sweep / name / "metrics.json").stat().st_mtime_ns for name in rows} == finished
     assert (sweep / "-6_dB_pump/id_02/failed.json").exists()
 
-    # Run again with a changed setting, the finished jobs are refused, not passed off as this sweep's results.
+    # Run again with a changed setting, the sweep is refused before anything is written: its results and records
+    # are not passed off as the changed sweep's.
+    record = (sweep / "multirun.yaml").read_text()
     changed = subprocess.run([*command, "model.drop_rate=0.3"], cwd=REPO, capture_output=True, text=True,
                              timeout=600)
-    assert changed.returncode != 0
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert changed.stderr.strip() == (f"error: {sweep} holds a sweep run with other settings (model.drop_rate: 0.2 "
+                                      "-> 0.3); run the changed sweep in a new folder (leave out hydra.sweep.dir)")
+    assert (sweep / "multirun.yaml").read_text() == record
     assert {name: (sweep / name / "metrics.json").stat().st_mtime_ns for name in rows} == finished
-    error = json.loads((sweep / "-6_dB_fan/id_00/failed.json").read_text())["error"]
-    assert "ran with other settings (model.drop_rate: 0.2 -> 0.3)" in error and "new folder" in error
+    assert not (sweep / "-6_dB_fan/id_00/failed.json").exists()

@@ -116,4 +116,4 @@ def test_killing_the_launcher_stops_its_jobs_and_the_summary_lists_every_job(tmp
     assert set(rows) == {f"-6_dB_fan/{i}" for i in ids}
     pending = [r for r in rows.values() if r["status"] == "pending"]
     assert len(pending) == 1 and not (Path(pending[0]["folders"]) / ".hydra").exists()
-    assert "0 failed, 2 unfinished, 1 pending of 3." in (sweep / "summary.md").read_text()
+    assert "0 failed, 2 unfinished, 1 pending of 3 runs." in (sweep / "summary.md").read_text()

@@ -246,7 +246,8 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path, monke
                "data.channel=[0,1]": "data.channel=\\(0, 1\\) gives 2 channel\\(s\\), but the model was trained on 1",
                "data.clip_seconds=abc": "data.clip_seconds='abc': a positive number",
                "trainer.precision=16-true": "trainer.precision=16-true keeps the weights themselves in half",
-               "trainer.devices=0": r"trainer settings: `Trainer\(devices=0\)` value is not a valid input"}
+               "trainer.devices=2": "trainer.devices=2: a run trains on one device",
+               "trainer.accelerator=bogus": "trainer settings: You selected an invalid accelerator name"}
     for override, message in refused.items():
         with pytest.raises(ConfigError, match=message):
             evaluate(trained["best_checkpoint"], [override], output_dir=tmp_path / "refused")

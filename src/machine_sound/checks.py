@@ -1,11 +1,18 @@
 """Settings checked before anything is built, so a bad value ends in one line naming it, not in a traceback from
 torch or Lightning after seconds of setup. The data's own settings are checked where they are used (the data
-module, the readers, `runs.check_fits`); this module checks the run-level ones: seed, trainer and optimizer.
+module, the readers, `runs.check_fits`); this module checks the run-level ones (seed, trainer and optimizer)
+and, as a Hydra callback, the run folder.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.errors import ConfigError, require_positive
 
@@ -16,8 +23,9 @@ HALF_TRUE = ("16-true", "bf16-true", "transformer-engine", "transformer-engine-f
 
 
 def check_seed(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"seed={value!r}: a whole number")
+    """A seed numpy, torch and Python all take: a whole number from 0 to 2**32 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ConfigError(f"seed={value!r}: a whole number from 0 to 4294967295")
     return value
 
 
@@ -34,6 +42,11 @@ def check_trainer(trainer: DictConfig) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r}: choose 32-true, bf16-mixed or 16-mixed (64-true also "
                           "works)")
+    devices = trainer.get("devices")
+    one = devices in (1, "1", "auto") or (OmegaConf.is_list(devices) or isinstance(devices, list)) and len(devices) == 1
+    if not one:
+        raise ConfigError(f"trainer.devices={devices}: a run trains on one device (1, or [<GPU index>]); to use "
+                          "several GPUs, run a sweep with hydra/launcher=joblib (each job takes a GPU of its own)")
     accelerator = str(trainer.get("accelerator"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator}, but torch finds no CUDA GPU on this machine; use "
@@ -55,3 +68,101 @@ def check_run(cfg: DictConfig) -> None:
     check_seed(cfg.get("seed"))
     check_trainer(cfg.trainer)
     check_optimizer(cfg.model.get("optimizer"))
+
+
+class RunFolderGuard(Callback):
+    """A Hydra callback (conf/hydra/default.yaml) that checks the run or sweep folder before Hydra writes into it,
+    printing one line and exiting with status 2 when it cannot be used:
+
+    - a folder that holds a finished run (before Hydra rewrites its `.hydra/` record);
+    - `resume=<folder>` that is not a run folder of this machine's making: missing, a file, a sweep's job (a sweep
+      continues by its own command), or given with another `hydra.run.dir`;
+    - a sweep folder that holds a sweep run with other settings (before Hydra rewrites its `multirun.yaml`);
+    - a folder that cannot be created or written.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        folder = Path(str(config.hydra.run.dir))
+        resume = config.get("resume")
+        if resume:
+            _check_resume(Path(str(resume)), folder)
+        elif (folder / "metrics.json").exists():
+            _refuse(f"{folder} already holds a finished run; choose another hydra.run.dir")
+        _require_writable(folder, "hydra.run.dir (or paths.log_dir)")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        folder = Path(str(config.hydra.sweep.dir))
+        if (folder / "multirun.yaml").exists():
+            changed = _sweep_changes(OmegaConf.load(folder / "multirun.yaml"), config)
+            if changed:
+                _refuse(f"{folder} holds a sweep run with other settings ({'; '.join(changed[:3])}); run the changed "
+                        "sweep in a new folder (leave out hydra.sweep.dir)")
+        _require_writable(folder, "hydra.sweep.dir (or paths.log_dir)")
+
+
+def _check_resume(resume: Path, folder: Path) -> None:
+    if not resume.is_dir():
+        _refuse(f"resume={resume}: {'not a folder' if resume.exists() else 'no such folder'}; give a run folder "
+                "(outputs/runs/<name>/<time>)")
+    if folder.resolve() != resume.resolve():
+        _refuse(f"resume={resume} continues in that run's own folder; drop hydra.run.dir={folder}")
+    sweep = next((p for p in resume.resolve().parents if (p / "multirun.yaml").exists()), None)
+    if sweep is not None:
+        _refuse(f"resume={resume} is a job of the sweep in {sweep}; continue it by running the sweep's command "
+                f"again with hydra.sweep.dir={sweep}")
+
+
+def _sweep_changes(before: DictConfig, now: DictConfig) -> list[str]:
+    """`key: old -> new` for the settings of two sweep configs that differ: the shared config (without Hydra's
+    own node) and the swept values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    def swept(cfg) -> dict[str, str]:
+        arguments = [str(o) for o in OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or []]
+        arguments += [f"{k}={v}" for k, v in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()]
+        parsed = OverridesParser.create().parse_overrides(arguments)
+        return {o.get_key_element(): (o.input_line or "").partition("=")[2] for o in parsed if o.is_sweep_override()}
+
+    def shared(cfg) -> dict:
+        tree = OmegaConf.to_container(cfg, resolve=False)
+        tree.pop("hydra", None)
+        return tree
+
+    old, new = swept(before), swept(now)
+    changed = [f"{k}: {old.get(k, '(not swept)')} -> {new.get(k, '(not swept)')}"
+               for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return changed + changed_settings(shared(before), shared(now))
+
+
+def _flat(tree, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): tree}
+
+
+def changed_settings(stored: dict, current: dict) -> list[str]:
+    """`key: old -> new` for every setting that differs between two stored run configs (unresolved, as
+    checkpoints keep them)."""
+    old, new = _flat(stored), _flat(current)
+    return [f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}" for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key) and key != "resume"]
+
+
+CREATED: set[Path] = set()  # run folders this process made (RunFolderGuard), which a refused run may remove
+
+
+def _require_writable(folder: Path, setting: str) -> None:
+    probe = folder / f".write-check-{os.getpid()}"
+    if not folder.exists():
+        CREATED.add(folder.resolve())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        _refuse(f"cannot write {folder}: {err.strerror or err}; choose another {setting}")
+
+
+def _refuse(line: str) -> None:
+    print(f"error: {line}", file=sys.stderr)
+    sys.exit(2)

@@ -201,10 +201,20 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     output = Path(output)
     if output.suffix.lower() != ".csv" or output.is_dir():
         raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists)")
+    made = not output.parent.exists()
     try:  # a folder that cannot be made fails now, not after every file is scored
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise unwritable(output, err) from None
+    try:
+        return _predict(ckpt_path, source, output, aggregate, overrides)
+    except BaseException:  # a prediction that failed leaves no empty folder behind
+        if made and output.parent.is_dir() and not any(output.parent.iterdir()):
+            output.parent.rmdir()
+        raise
+
+
+def _predict(ckpt_path, source, output: Path, aggregate: str, overrides) -> tuple[Path, list[dict]]:
     cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
     model = load_model(ckpt_path, cfg)
     decoding = check_fits(cfg, model)

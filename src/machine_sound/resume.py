@@ -26,6 +26,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from machine_sound.checks import changed_settings
 from machine_sound.errors import ConfigError, DataError, MachineSoundError
 from machine_sound.runs import RUN_CONFIG, load_checkpoint, write_atomic
 
@@ -103,25 +104,18 @@ def resume_config(folder: str | Path, overrides: Sequence[str] = ()) -> tuple[Di
     if not last.is_file():
         raise DataError(f"resume={folder}: no {LAST} there; the run stopped before its first epoch ended, or ran "
                         "without callbacks.last_checkpoint: train it again")
-    cfg = OmegaConf.create(load_checkpoint(last)[RUN_CONFIG])
+    checkpoint = load_checkpoint(last)
+    written = {state["dirpath"] for state in (checkpoint.get("callbacks") or {}).values()
+               if isinstance(state, dict) and state.get("dirpath")}
+    moved = [path for path in written if Path(path).resolve() != (folder / LAST.parent).resolve()]
+    if moved:
+        raise DataError(f"resume={folder}: its checkpoints were written in {moved[0]}, so the run was moved or "
+                        "copied; its best checkpoint so far would be forgotten: resume it where it ran")
+    cfg = OmegaConf.create(checkpoint[RUN_CONFIG])
     cfg.paths.output_dir = str(folder.resolve())
     cfg.resume = str(folder)
     log.info("resuming %s from %s", folder, last)
     return cfg, last
-
-
-def _flat(tree, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): tree}
-
-
-def changed_settings(stored: dict, current: dict) -> list[str]:
-    """`key: old -> new` for every setting that differs between two stored run configs (unresolved, as
-    checkpoints keep them)."""
-    old, new = _flat(stored), _flat(current)
-    return [f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}" for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key) and key != "resume"]
 
 
 def sweep_job_checkpoint(folder: str | Path, current: dict) -> Path | None:

@@ -100,6 +100,7 @@ def table_rows(jobs: list[Job], positive: str = "abnormal") -> list[dict]:
                "name": row_name(snr, machine, machine_id) + (f" [{variant}]" if variant else ""),
                "positive": _distinct(j.positive.get(positive, "") for j in members),
                "status": status, "runs": len(members), "finished": len(finished),
+               **{f"n_{s}": sum(j.status == s for j in members) for s in STATUSES},
                "seeds": ",".join(str(j.seed) for j in members),
                "error": "; ".join(sorted({j.error for j in failed if j.error})),
                "folders": ";".join(str(j.folder) for j in members)}
@@ -160,8 +161,9 @@ def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
         status = row["status"] + (f": {row['error']}" if row["error"] else "")
         lines.append("| " + " | ".join([name, row["positive"] or "–", *(_cell(row, m) for m in COLUMNS),
                                         f"{row['finished']}/{row['runs']}", status]) + " |")
-    counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in STATUSES)
-    lines += ["", f"{counts} of {sum(r['kind'] == 'job' for r in rows)}."]
+    jobs = [r for r in rows if r["kind"] == "job"]
+    counts = ", ".join(f"{sum(r[f'n_{s}'] for r in jobs)} {s}" for s in STATUSES)
+    lines += ["", f"{counts} of {sum(r['runs'] for r in jobs)} runs."]
     return "\n".join(lines) + "\n"
 
 

@@ -182,7 +182,7 @@ class SweepCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         _watch["job"] = None  # an idle worker whose launcher is gone stops without a word
-        if job_return.status == JobStatus.FAILED:
+        if job_return.status == JobStatus.FAILED and config.hydra.mode == RunMode.MULTIRUN:
             error = job_return._return_value
             record = {"error": one_line(error), "type": type(error).__name__,
                       "overrides": list(config.hydra.overrides.task)}

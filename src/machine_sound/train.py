@@ -105,6 +105,18 @@ def log_hparams(loggers: list, result: dict, cfg: DictConfig, step: int) -> None
         logger.save()
 
 
+def discard_unstarted(folder: Path) -> None:
+    """Remove a run folder that this command made and that holds only what Hydra wrote before the run was refused
+    (`.hydra/`, the log), so refused attempts do not pile up among the runs."""
+    import shutil
+
+    from machine_sound.checks import CREATED
+
+    made = folder.resolve() in CREATED
+    if made and folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def resume(cfg: DictConfig, hydra_cfg, in_sweep: bool) -> tuple[DictConfig, Path]:
     """`resume=<run folder>`: that run's config and its last checkpoint (see machine_sound.resume)."""
     from machine_sound.config import split_override
@@ -147,6 +159,8 @@ def main(cfg: DictConfig) -> float:
         if in_sweep or user_error(err) is None:  # Hydra records a sweep job's failure and goes on
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
+        if not cfg.get("resume"):
+            discard_unstarted(Path(cfg.paths.output_dir))
         sys.exit(2)
     finally:
         if gpu_lock is not None:

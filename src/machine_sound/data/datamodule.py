@@ -20,12 +20,13 @@ from typing import Mapping, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
 from machine_sound.data.cache import DecodedCache
 from machine_sound.data.records import Index, Record
+from machine_sound.data.sampler import EpochSampler
 from machine_sound.data.split import SPLITS, stratified_split
 from machine_sound.errors import ConfigError, require_positive
 
@@ -45,27 +46,15 @@ def resolve_workers(num_workers: int | str) -> int:
     return num_workers
 
 
-class EpochSampler(Sampler[int]):
-    """The training order, seeded by `seed` + epoch: Lightning calls `set_epoch` before every training epoch, so
-    epoch k draws the same order whether the run went straight through or was resumed before it (a generator
-    seeded once would replay epoch 0's order after a resume). With `weights`, `len(weights)` indices drawn with
-    replacement in proportion to them (balanced sampling); without, a permutation of `size` indices."""
-
-    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None):
-        self.size, self.seed, self.epoch = size, seed, 0
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        if self.weights is None:
-            return iter(torch.randperm(self.size, generator=generator).tolist())
-        return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
+def split_fractions(split) -> dict[str, float]:
+    """`data.split` as {train, val, test: fraction}; ConfigError naming the setting for anything else."""
+    if split is None:
+        return {"train": 0.6, "val": 0.2, "test": 0.2}
+    if not isinstance(split, Mapping) or set(split) != set(SPLITS) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in split.values()):
+        raise ConfigError(f"data.split={split!r}: give fractions of train, val and test, such as "
+                          "data.split={train:0.6,val:0.2,test:0.2} or data.split.val=0.1")
+    return {name: float(split[name]) for name in SPLITS}
 
 
 class ClipDataset(Dataset):
@@ -117,7 +106,7 @@ class AudioDataModule(L.LightningDataModule):
         self.layout = reader.layout
         self.decoding = Decoding(sample_rate, channel, resample)
         self.num_frames = int(round(clip_seconds * sample_rate))
-        self.fractions = dict(split or {"train": 0.6, "val": 0.2, "test": 0.2})
+        self.fractions = split_fractions(split)
         self.split_seed = split_seed
         self.batch_size, self.num_workers = batch_size, resolve_workers(num_workers)
         self.balanced_sampling = balanced_sampling
@@ -128,6 +117,7 @@ class AudioDataModule(L.LightningDataModule):
         self.sources: dict[Path, Path] | None = {} if self.cache else None
         self.bad_files: list[BadFileError] = []
         self.last_fetch = 0.0  # when the last training batch left the DataLoader (read by DataWaitMonitor)
+        self._resumed_epoch: int | None = None
 
     # -- what the reader says ---------------------------------------------------------------------------------
 
@@ -277,8 +267,23 @@ class AudioDataModule(L.LightningDataModule):
         drop_last = len(labels) > self.batch_size
         # Balanced: draw classes equally often (the abnormal class is 3-10x rarer in MIMII); else shuffle.
         weights = 1.0 / self.class_counts("train")[labels] if self.balanced_sampling else None
-        sampler = EpochSampler(len(labels), self.split_seed, weights)
+        sampler = EpochSampler(len(labels), self.split_seed, weights, epoch=self._epoch)
         return self._loader("train", sampler=sampler, drop_last=drop_last)
+
+    def _epoch(self) -> int:
+        """The epoch whose order the sampler draws: the trainer's, except for the first draw after a resume (which
+        Lightning makes before it restores the epoch count, when worker processes prefetch)."""
+        if self._resumed_epoch is not None:
+            epoch, self._resumed_epoch = self._resumed_epoch, None
+            return epoch
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def state_dict(self) -> dict:
+        """In every checkpoint (all are written as an epoch ends): that epoch, so a resumed run draws the next."""
+        return {"epoch": self.trainer.current_epoch if self.trainer is not None else 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed_epoch = int(state_dict["epoch"]) + 1
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

@@ -68,6 +68,10 @@ class Dcase2020Reader:
         unknown = sorted({machine_id for _, machine_id, _ in test} - set(ids))
         if unknown:
             raise DataError(f"{folder / 'test'} has IDs with no training clips: {', '.join(unknown)}")
+        kinds = {machine_id: {anomalous for _, i, anomalous in test if i == machine_id} for machine_id in ids}
+        if not any(len(found) == 2 for found in kinds.values()):  # found before training, not after it
+            raise DataError(f"{folder / 'test'} has no machine ID with both normal_* and anomaly_* clips, so no AUROC "
+                            "can be computed; DCASE's test folder holds both for every ID")
         records = [Record(path, ids.index(machine_id), None, 0, self.machine, machine_id)
                    for path, machine_id, _ in train]
         records += [Record(path, ids.index(machine_id), "test", int(anomalous), self.machine, machine_id)
