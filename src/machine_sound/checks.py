@@ -75,7 +75,7 @@ class RunFolderGuard(Callback):
     printing one line and exiting with status 2 when it cannot be used:
 
     - a folder that holds a finished run (before Hydra rewrites its `.hydra/` record);
-    - `resume=<folder>` that is not a run folder of this machine's making: missing, a file, a sweep's job (a sweep
+    - `resume=<folder>` that is not a run folder it can continue: missing, a file, a sweep's job (a sweep
       continues by its own command), or given with another `hydra.run.dir`;
     - a sweep folder that holds a sweep run with other settings (before Hydra rewrites its `multirun.yaml`);
     - a folder that cannot be created or written.
