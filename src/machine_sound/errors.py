@@ -43,10 +43,9 @@ def user_error(err: BaseException) -> MachineSoundError | None:
     the one a failed write (`write_error`) stands for."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, MachineSoundError):
-            return err
-        if write_error(err) is not None:
-            return write_error(err)
+        mine = err if isinstance(err, MachineSoundError) else write_error(err)
+        if mine is not None:
+            return mine
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
