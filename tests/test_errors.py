@@ -109,6 +109,7 @@ def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_b
     ("trainer.devices=5", r"^trainer.devices=5: a run trains on one device"),
     ("data.split=abc", r"^data.split='abc': give fractions of train, val and test"),
     ("data.split.val=abc", r"^data.split=.*: give fractions of train, val and test"),
+    ("data.split.val=1.5", r"^data.split fractions train=0.6, val=1.5, test=0.2 must be > 0"),
     ("trainer.precision=bf16-true", r"^trainer.precision=bf16-true keeps the weights themselves in half precision"),
     ("trainer.precision=16-true", r"^trainer.precision=16-true keeps the weights .* use bf16-mixed"),
     ("trainer.precision=bogus", r"^trainer.precision='bogus': choose 32-true, bf16-mixed or 16-mixed"),

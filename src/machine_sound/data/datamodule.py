@@ -27,7 +27,7 @@ from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length,
 from machine_sound.data.cache import DecodedCache
 from machine_sound.data.records import Index, Record
 from machine_sound.data.sampler import EpochSampler
-from machine_sound.data.split import SPLITS, stratified_split
+from machine_sound.data.split import SPLITS, check_fractions, stratified_split
 from machine_sound.errors import ConfigError, require_positive
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ def split_fractions(split) -> dict[str, float]:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in split.values()):
         raise ConfigError(f"data.split={split!r}: give fractions of train, val and test, such as "
                           "data.split={train:0.6,val:0.2,test:0.2} or data.split.val=0.1")
-    return {name: float(split[name]) for name in SPLITS}
+    fractions = {name: float(split[name]) for name in SPLITS}
+    check_fractions(*fractions.values())  # before any file is read
+    return fractions
 
 
 class ClipDataset(Dataset):

@@ -9,6 +9,14 @@ from machine_sound.errors import ConfigError, DataError
 SPLITS = ("train", "val", "test")
 
 
+def check_fractions(train: float, val: float, test: float) -> None:
+    """ConfigError unless train and val are > 0, test >= 0 (0: the data brings its own test set) and they sum
+    to 1."""
+    if train <= 0 or val <= 0 or test < 0 or abs(train + val + test - 1.0) > 1e-6:
+        raise ConfigError(f"data.split fractions train={train}, val={val}, test={test} must be > 0 (test may be 0 "
+                          "when the data brings its own test set) and sum to 1")
+
+
 def stratified_split(labels, train: float, val: float, test: float, seed: int,
                      class_names=("normal", "abnormal")) -> np.ndarray:
     """Assign each item to 'train', 'val' or 'test', keeping the class ratio in every split.
@@ -17,10 +25,7 @@ def stratified_split(labels, train: float, val: float, test: float, seed: int,
     every class, so metrics such as AUROC are defined on val and test (with test=0 there is no test split: for
     data that brings its own test set).
     """
-    fractions = np.array([train, val, test], dtype=float)
-    if train <= 0 or val <= 0 or test < 0 or abs(fractions.sum() - 1.0) > 1e-6:
-        raise ConfigError(f"data.split fractions train={train}, val={val}, test={test} must be > 0 (test may be 0 "
-                          "when the data brings its own test set) and sum to 1")
+    check_fractions(train, val, test)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(labels), dtype=object)
