@@ -269,7 +269,7 @@ class AudioDataModule(L.LightningDataModule):
         drop_last = len(labels) > self.batch_size
         # Balanced: draw classes equally often (the abnormal class is 3-10x rarer in MIMII); else shuffle.
         weights = 1.0 / self.class_counts("train")[labels] if self.balanced_sampling else None
-        sampler = EpochSampler(len(labels), self.split_seed, weights, epoch=self._epoch)
+        sampler = EpochSampler(len(labels), self.split_seed, self._epoch, weights)
         return self._loader("train", sampler=sampler, drop_last=drop_last)
 
     def _epoch(self) -> int:

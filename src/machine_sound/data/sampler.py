@@ -9,27 +9,22 @@ from torch.utils.data import Sampler
 
 
 class EpochSampler(Sampler[int]):
-    """The training order, seeded by `seed` + the epoch, so epoch k draws the same order whether the run went
-    straight through or was resumed before it (a generator seeded once would replay epoch 0's order after a
-    resume). The epoch is read from `epoch()` when the order is drawn (the trainer's current epoch: on resume
-    Lightning makes the first iterator, and with worker processes its first batches, before it calls
-    `set_epoch`), else from the last `set_epoch`. With `weights`, `len(weights)` indices drawn with replacement in
-    proportion to them (balanced sampling); without, a permutation of `size` indices."""
+    """The training order, seeded by `seed` + `epoch()`, read when the order is drawn, so epoch k draws the same
+    order whether the run went straight through or was resumed before it (a generator seeded once would replay
+    epoch 0's order after a resume). `epoch` is the data module's, not Lightning's `set_epoch`: on resume Lightning
+    makes the first iterator, and with worker processes draws its first batches, before it sets the epoch. With
+    `weights`, `len(weights)` indices drawn with replacement in proportion to them (balanced sampling); without, a
+    permutation of `size` indices."""
 
-    def __init__(self, size: int, seed: int, weights: Sequence[float] | None = None,
-                 epoch: Callable[[], int] | None = None):
-        self.size, self.seed, self.epoch, self.current = size, seed, 0, epoch
+    def __init__(self, size: int, seed: int, epoch: Callable[[], int], weights: Sequence[float] | None = None):
+        self.size, self.seed, self.epoch = size, seed, epoch
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.size
 
     def __iter__(self):
-        epoch = self.current() if self.current is not None else self.epoch
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch())
         if self.weights is None:
             return iter(torch.randperm(self.size, generator=generator).tolist())
         return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
