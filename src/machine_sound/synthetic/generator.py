@@ -26,18 +26,13 @@ from tqdm.auto import tqdm
 
 from machine_sound.data.readers.mimii import id_folder, parse_snr
 from machine_sound.errors import ConfigError, DataError, require_positive
-from machine_sound.synthetic.machines import (
-    ANOMALY_KINDS,
-    MACHINE_MODELS,
-    factory_background,
-    id_parameters,
-    stable_seed,
-)
+from machine_sound.synthetic.machines import ANOMALY_KINDS, factory_background, id_parameters, render, stable_seed
 from machine_sound.synthetic.signals import db, rms, unit_rms
 
 log = logging.getLogger(__name__)
 
 MARKER = ".synthetic.json"
+FAULT_LIST = "fault_kinds.csv"  # which fault each abnormal clip of the ID has
 LABEL_DIRS = ("normal", "abnormal")
 
 
@@ -52,7 +47,7 @@ class SyntheticMimii:
     channels: int = 1
     severity: float = 1.0
     seed: int = 0
-    version: int = 7  # bump when the sound models change, so cached trees are regenerated
+    version: int = 8  # bump when the sound models change, so cached trees are regenerated
 
     def __post_init__(self):
         if not 1 <= self.channels <= 8:
@@ -79,8 +74,8 @@ class SyntheticMimii:
                workers: int | None = None) -> Path:
         """Generate the machine/ID's folder unless an identical one is already there; return its path.
         `workers` processes write the clips (default: one per CPU, at most 8)."""
-        if machine not in MACHINE_MODELS:
-            raise ConfigError(f"unknown machine '{machine}' for synthetic data; valid: {', '.join(MACHINE_MODELS)}")
+        if machine not in ANOMALY_KINDS:
+            raise ConfigError(f"unknown machine '{machine}' for synthetic data; valid: {', '.join(ANOMALY_KINDS)}")
         parse_snr(snr)
         target = id_folder(root, snr, machine, machine_id)
         spec = self._spec(snr, machine, machine_id)
@@ -98,19 +93,30 @@ class SyntheticMimii:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def clip(self, snr: str, machine: str, machine_id: str, label: str, index: int) -> np.ndarray:
-        """One recording as float32 (frames, channels) in [-1, 1]; a pure function of its arguments."""
+    def fault_kind(self, machine: str, machine_id: str, index: int) -> str:
+        """The fault of abnormal clip `index`: drawn at random from `ANOMALY_KINDS[machine]`, seeded by the clip."""
+        kinds = ANOMALY_KINDS[machine]
+        return kinds[int(np.random.default_rng(stable_seed("kind", self.seed, machine, machine_id, index))
+                         .integers(len(kinds)))]
+
+    def clip(self, snr: str, machine: str, machine_id: str, label: str, index: int,
+             fault: str | None = None) -> np.ndarray:
+        """One recording as float32 (frames, channels) in [-1, 1]; a pure function of its arguments.
+
+        An abnormal clip has the fault `fault_kind(...)` unless `fault` names another of `ANOMALY_KINDS[machine]`
+        (the same clip with that fault instead); a normal clip has none. Raises ValueError for a fault on a
+        normal clip or a kind the machine does not have."""
+        if label == "abnormal":
+            fault = fault or self.fault_kind(machine, machine_id, index)
+        elif fault is not None:
+            raise ValueError(f"a {label} clip has no fault; got fault={fault!r}")
         sr, n = self.sample_rate, int(round(self.duration_s * self.sample_rate))
         params = id_parameters(machine, machine_id)
         clip_key = (self.seed, machine, machine_id, label, index)  # no SNR: SNR folders share the sounds
-        rng = np.random.default_rng(stable_seed("machine", *clip_key))
-        anomaly = None
-        if label == "abnormal":
-            kinds = ANOMALY_KINDS[machine]
-            anomaly = kinds[index % len(kinds)]
+        rng = np.random.default_rng(stable_seed("level", *clip_key))
         # Levels are set from the machine's running sound alone, so a fault's added events make the clip louder
         # instead of making everything else quieter (a cue in the average spectrum that real faults lack).
-        running, added = MACHINE_MODELS[machine](rng, params, n, sr, anomaly, self.severity)
+        running, added = render(machine, machine_id, n, sr, fault, self.severity, key=(self.seed, label, index))
         level = rms(running)  # never 0: every machine's running sound has noise in it
         source, added = running / level, added / level
         bg_rng = np.random.default_rng(stable_seed("background", *clip_key))
@@ -156,6 +162,8 @@ class SyntheticMimii:
             done = pool.map(_write_clip, tasks, chunksize=8) if pool else map(_write_clip, tasks)
             for _ in tqdm(done, total=len(tasks), desc=desc, unit="clip", disable=not progress):
                 pass
+        kinds = [f"abnormal/{i:08d}.wav,{self.fault_kind(machine, machine_id, i)}\n" for i in range(self.n_abnormal)]
+        (staging / FAULT_LIST).write_text("file,fault\n" + "".join(kinds))
         (staging / MARKER).write_text(json.dumps(spec, indent=1))
 
     def _publish(self, staging: Path, target: Path, spec: dict) -> None:

@@ -42,8 +42,12 @@ def coloured_noise(rng: np.random.Generator, n: int, sr: int, slope_db_oct: floa
 
 
 def smooth_random(rng: np.random.Generator, n: int, sr: int, rate_hz: float) -> np.ndarray:
-    """Zero-mean, unit-std random curve that varies at about `rate_hz` (low-passed noise)."""
-    x = shaped_noise(rng, n, sr, lambda f: np.exp(-0.5 * (f / rate_hz) ** 2))
+    """Zero-mean, unit-std random curve that varies at about `rate_hz` (low-passed noise), drawn on a coarse grid
+    of 20 points per `rate_hz` period (at least 50 per second) and interpolated to `n` samples at `sr` Hz."""
+    coarse_sr = max(20.0 * rate_hz, 50.0)
+    m = int(np.ceil(n * coarse_sr / sr)) + 2
+    x = shaped_noise(rng, m, coarse_sr, lambda f: np.exp(-0.5 * (f / rate_hz) ** 2))
+    x = np.interp(np.arange(n) * (coarse_sr / sr), np.arange(m), x)
     return (x - x.mean()) / (x.std() + 1e-12)
 
 
@@ -55,13 +59,44 @@ def harmonic_tone(freq: np.ndarray | float, n: int, sr: int, amps, rng: np.rando
     freq = np.broadcast_to(np.asarray(freq, dtype=np.float64), (n,))
     z = np.exp(1j * (2.0 * np.pi * np.cumsum(freq) / sr))
     top = float(np.max(freq))
+    phases = rng.uniform(0, 2 * np.pi, len(amps))  # drawn for every harmonic, so a speed change moves no later draw
     out = np.zeros(n)
     zk = np.ones(n, dtype=np.complex128)
-    for k, amp in enumerate(amps, start=1):
+    for k, (amp, phase) in enumerate(zip(amps, phases), start=1):
         zk *= z
         if top * k < sr / 2 * 0.95:
-            out += amp * (zk * np.exp(1j * rng.uniform(0, 2 * np.pi))).imag
+            out += amp * (zk * np.exp(1j * phase)).imag
     return out
+
+
+def steady_lines(rng: np.random.Generator, n: int, sr: int, freqs, levels_db, drift: float = 0.001) -> np.ndarray:
+    """Fine steady tonal lines (structural resonances, other machines' tones): one sine per frequency in Hz at
+    its level in dB, each drifting by about `drift` (relative) over seconds, as real lines do."""
+    out = np.zeros(n)
+    for freq, level in zip(freqs, levels_db):
+        out += db(level) * harmonic_tone(freq * (1 + drift * smooth_random(rng, n, sr, 0.2)), n, sr, [1.0], rng)
+    return out
+
+
+def motor_hum(rng: np.random.Generator, n: int, sr: int, mains: float, shaft: np.ndarray | float) -> np.ndarray:
+    """An induction motor's electrical hum: twice the mains frequency and its harmonics, with sidebands at
+    2*mains +- the shaft rate (rotor eccentricity), which move when the speed does; unit RMS."""
+    hum = harmonic_tone(2 * mains, n, sr, [1.0, 0.5, 0.3, 0.15], rng)
+    upper = harmonic_tone(2 * mains + shaft, n, sr, [0.25], rng)
+    lower = harmonic_tone(2 * mains - shaft, n, sr, [0.2], rng)
+    return unit_rms(hum + upper + lower)
+
+
+def velocity_profile(n: int, sr: int, strokes) -> np.ndarray:
+    """Speed of a carriage (0..1) that moves in half-sine pulses over the (start_s, end_s) `strokes`."""
+    velocity = np.zeros(n)
+    for start_s, end_s in strokes:
+        i0, i1 = int(start_s * sr), int(end_s * sr)
+        if i1 > 0 and i0 < n and i1 > i0:
+            shape = np.sin(np.linspace(0, np.pi, i1 - i0))
+            lo, hi = max(i0, 0), min(i1, n)
+            velocity[lo:hi] = shape[lo - i0:hi - i0]
+    return velocity
 
 
 def resonant_click(rng: np.random.Generator, sr: int, freq: float, decay_s: float,
