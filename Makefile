@@ -43,7 +43,7 @@ test-slow:  ## the slow tests: real training runs that must learn
 	$(PY) -m pytest -m slow
 
 baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/IDs (how hard is the data?)
-	$(PY) benchmarks/linear_baseline.py $(ARGS)
+	$(PY) benchmarks/linear_baseline.py snr=$(SNR) --out benchmarks/results/linear_baseline_$(SNR).md $(ARGS)
 
 bench:  ## data-path benchmark (installs librosa): cache vs decoding, torchaudio vs librosa, vs PNG+ImageFolder
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
