@@ -47,7 +47,7 @@ def sound(rng, fault_rng, p, n, sr, fault, sev):
     if fault == "voltage_change":
         speed = speed * max(1 + fault_rng.choice([-1, 1]) * fault_rng.uniform(0.06, 0.12) * sev, 0.3)
     if fault == "unbalance":
-        orders[0] *= 1 + 3 * sev
+        orders[:2] *= [1 + 3 * sev, 1 + 1.5 * sev]  # the 1x order and, less, the 2x
     blade = harmonic_tone(speed * p["blades"], n, sr, [p["harm_decay"] ** k for k in range(5)], rng)
     tones = unit_rms(blade + 0.3 * harmonic_tone(speed, n, sr, orders, rng))
     revolution = 2 * np.pi * np.cumsum(speed) / sr + rng.uniform(0, 2 * np.pi)

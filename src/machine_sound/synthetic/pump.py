@@ -70,7 +70,7 @@ def sound(rng, fault_rng, p, n, sr, fault, sev):
     hiss = band_noise(rng, n, sr, p["leak_center"], 500)
     vane_level = db(rng.normal(0, 1.5))
     out = (db(p["hum_db"] + rng.normal(0, 1.5)) * hum + vane_level * unit_rms(vane) * vane_env * pulsation
-           + 0.5 * vane_level * orders + db(rng.normal(-2, 1.5)) * flow + rng.uniform(0.3, 1.6) * hiss
+           + 0.5 * vane_level * orders + db(rng.normal(-2, 1.5)) * flow + rng.uniform(0.1, 0.5) * hiss
            + steady_lines(rng, n, sr, p["lines"], p["line_db"]))
     added = np.zeros(n)
     if fault == "leakage":

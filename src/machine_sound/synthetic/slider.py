@@ -35,7 +35,7 @@ KINDS = ("rail_damage", "loose_belt", "no_grease", "rail_damage_rattle", "loose_
 def parameters(rng: np.random.Generator) -> dict:
     """One slider ID's constants: stroke period (s), moving fraction, whine and band frequencies (Hz), lines."""
     u = rng.uniform
-    return dict(period=u(0.7, 1.6), move_frac=u(0.55, 0.8), whine=u(300, 900), whine_amps=[1.0, u(0.2, 0.6),
+    return dict(period=u(1.2, 3.0), move_frac=u(0.55, 0.8), whine=u(300, 900), whine_amps=[1.0, u(0.2, 0.6),
                 u(0.1, 0.3)], friction=u(1500, 4000), impact_freq=u(600, 3000), impact_decay=u(0.008, 0.03),
                 damage_pos=u(0.3, 0.7), squeal=u(2000, 5000), belt=u(250, 600), mains=float(rng.choice([50.0, 60.0])),
                 hum_db=u(-22, -14), lines=list(u(300, 6000, 4)), line_db=list(u(-30, -20, 4)))

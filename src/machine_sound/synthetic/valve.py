@@ -32,7 +32,7 @@ def parameters(rng: np.random.Generator) -> dict:
     """One valve ID's constants: cycle period (s), open fraction, click and hiss timbre, coil buzz, lines."""
     u = rng.uniform
     return dict(period=u(0.6, 1.8), open_frac=u(0.3, 0.6), click_freq=u(1000, 5000), click_decay=u(0.003, 0.012),
-                hiss_center=u(2000, 6000), hiss_db=u(-18, -10), mains=float(rng.choice([50.0, 60.0])),
+                hiss_center=u(2000, 6000), hiss_db=u(-32, -24), mains=float(rng.choice([50.0, 60.0])),
                 buzz_db=u(-30, -20), lines=list(u(300, 6000, 3)), line_db=list(u(-36, -26, 3)))
 
 
@@ -85,5 +85,6 @@ def sound(rng, fault_rng, p, n, sr, fault, sev):
                 gap = next_start - end
                 leak_start = end + fault_rng.uniform(0.05, 0.4) * gap
                 leaks.append((leak_start, leak_start + fault_rng.uniform(0.3, 0.6) * gap))
-        added = 4.0 * sev * hiss_level * gate(n, sr, leaks, ramp_s=0.03) * seep
+        # A jet through a nearly closed seat: louder than the open valve's flow (14 dB above it).
+        added = 4.0 * sev * db(14.0) * hiss_level * gate(n, sr, leaks, ramp_s=0.03) * seep
     return out, added
