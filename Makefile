@@ -7,8 +7,9 @@ SNR    ?= -6_dB
 JOBS   ?= 2
 DIR    ?=
 HOST   ?= localhost
+REAL   ?= ../shared/real-samples
 
-.PHONY: help install train eval predict sweep summarize test test-slow baseline bench tensorboard lint clean clean-data
+.PHONY: help install train eval predict sweep summarize test test-slow baseline figures bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +45,9 @@ test-slow:  ## the slow tests: real training runs that must learn
 
 baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/IDs (how hard is the data?)
 	$(PY) benchmarks/linear_baseline.py snr=$(SNR) --out benchmarks/results/linear_baseline_$(SNR).md $(ARGS)
+
+figures:  ## log-mel of genuine clips (REAL=<folder>, not in this repository) beside synthetic ones, into docs/
+	$(PY) benchmarks/real_vs_synthetic.py --real "$(REAL)" $(ARGS)
 
 bench:  ## data-path benchmark (installs librosa): cache vs decoding, torchaudio vs librosa, vs PNG+ImageFolder
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
