@@ -25,10 +25,8 @@ from sklearn.preprocessing import StandardScaler
 
 from machine_sound.config import compose, instantiate
 from machine_sound.models.frontend import LogMelFrontend
+from machine_sound.runs import machine_description
 from machine_sound.synthetic.generator import SyntheticMimii
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import machine as machine_description  # noqa: E402  (the same machine description as the data-path benchmark)
 
 
 def averaged_log_mel(datamodule, frontend: LogMelFrontend, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
@@ -34,6 +33,7 @@ from machine_sound.config import compose, instantiate
 from machine_sound.data.datamodule import ClipDataset
 from machine_sound.models.classifier import SpectrogramClassifier
 from machine_sound.models.frontend import LogMelFrontend
+from machine_sound.runs import machine_description
 from machine_sound.train import shape_from_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,19 +226,6 @@ def loading(datamodule) -> dict:
     return {"clips": len(items), "cache_s": times["cache"], "decode_s": times["decode"]}
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return f"{torch.get_num_threads()} CPU threads ({cpu}){gpu}"
-
-
 def report(r: dict) -> str:
     ours, png, plain, fe, load = r["ours_cache"], r["png"], r["ours_decode"], r["front_end"], r["loading"]
 
@@ -295,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pipeline.md"))
     args = parser.parse_args(argv)
 
-    results: dict = {"date": str(date.today()), "machine": machine(), "epochs": args.epochs,
+    results: dict = {"date": str(date.today()), "machine": machine_description(), "epochs": args.epochs,
                      "clips": args.normal + args.abnormal}
     print("(a) this pipeline, with the cache", file=sys.stderr)
     results["ours_cache"], datamodule = run_ours(args, cache=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -227,3 +228,17 @@ def summary(result: dict, folder: str | Path) -> str:
     return (f"{result['name']}: test " + "  ".join(f"{label} {value:.3f}" for label, value in shown) + "\n"
             f"run folder: {folder}\n"
             f"dashboard:  tensorboard --logdir {folder}")
+
+
+def machine_description() -> str:
+    """This machine in words, for results files: torch's CPU threads, the CPU model, the GPU or "no GPU"."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{torch.get_num_threads()} CPU threads ({cpu}), {gpu}"

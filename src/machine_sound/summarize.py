@@ -31,7 +31,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from machine_sound.runs import write_atomic
+from machine_sound.runs import machine_description, write_atomic
 from machine_sound.sweep_jobs import METRICS_FILE, MULTIRUN_FILE, POSITIVES, Job, collect
 
 IDENTITY_KEYS = ("snr", "machine", "id", "seed")  # what names a row (seed is averaged over)
@@ -151,10 +151,10 @@ def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
     headers = ["device", "positive", *(h for h, _ in COLUMNS.values()), "runs", "status"]
     chosen = "positive class" if positive == "abnormal" else "negative (healthy) class (--positive normal)"
     lines = [f"# Sweep summary: {sweep_dir}", "",
-             f"Written {datetime.now():%Y-%m-%d %H:%M}. Test split of each job; P, R and F1 are for the class in "
-             f"the positive column: each binary job's {chosen} as its metrics.json names it, macro averages over "
-             "the classes of a multi-class job, – for anomaly scores only. P, R, Acc in percent; several seeds "
-             "of a cell: mean ± std.", "",
+             f"Written {datetime.now():%Y-%m-%d %H:%M} on {machine_description()}. Test split of each job; P, R and "
+             f"F1 are for the class in the positive column: each binary job's {chosen} as its metrics.json names "
+             "it, macro averages over the classes of a multi-class job, – for anomaly scores only. P, R, Acc in "
+             "percent; several seeds of a cell: mean ± std.", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         name = row["name"] if row["kind"] == "job" else f"**{row['name']}**"
