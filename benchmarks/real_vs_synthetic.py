@@ -6,7 +6,8 @@ Writes two PNGs into --out (default: the repository's docs/):
   project's generator (machine_sound.synthetic; the fault kind is the first of ANOMALY_KINDS[machine] unless
   --kinds names another). If the MIMII fan id_04 6 dB pair is there too, an extra row shows it (channel 0 of the
   8-channel files) beside synthetic fan id_04 at 6_dB.
-- `synthetic_faults.png`: per machine type, a synthetic normal clip and one abnormal clip for every fault kind.
+- `synthetic_faults.png`: per machine type, one synthetic recording without a fault and then with every fault kind
+  (the same recording each time, so the panels differ by the fault alone).
 
 The genuine recordings are not part of this repository. Copy a few files from the public datasets (MIMII and the
 DCASE 2020 Task 2 development set, Hitachi, CC BY-SA 4.0) into a folder laid out as
@@ -111,9 +112,10 @@ def real_rows(real: Path, sample_rate: int) -> list[dict]:
 
 def make_synth(gen: SyntheticMimii):
     @lru_cache(maxsize=None)
-    def synth(snr: str, machine: str, machine_id: str, kind: str | None = None) -> np.ndarray:
-        """Channel 0 of clip 0: normal when `kind` is None, else abnormal with that fault."""
-        return gen.clip(snr, machine, machine_id, "abnormal" if kind else "normal", 0, fault=kind)[:, 0]
+    def synth(snr: str, machine: str, machine_id: str, kind: str | None = None, label: str = "abnormal") -> np.ndarray:
+        """Channel 0 of clip 0 of `label`: with the fault `kind`, or without a fault when `kind` is None (for
+        "abnormal": the same recording as the faulty panels, so they differ by the fault alone)."""
+        return gen.clip(snr, machine, machine_id, label, 0, fault=kind)[:, 0]
     return synth
 
 
@@ -149,7 +151,7 @@ def figure_real(rows, synth, frontend, kinds, args, version) -> Path:
     for r, row in enumerate(rows):
         snr, mid, kind = row["snr"] or args.snr, row["id"] or args.machine_id, kinds[row["machine"]]
         panels = [(row["real"][0], "genuine normal"), (row["real"][1], "genuine anomalous"),
-                  (synth(snr, row["machine"], mid), f"synthetic normal ({mid}, {snr})"),
+                  (synth(snr, row["machine"], mid, label="normal"), f"synthetic normal ({mid}, {snr})"),
                   (synth(snr, row["machine"], mid, kind), f"synthetic abnormal: {kind} ({mid}, {snr})")]
         for ax, (wave, title) in zip(axes[r], panels):
             image = draw(ax, frontend, wave, title)
@@ -170,7 +172,7 @@ def figure_faults(synth, frontend, args, version) -> Path:
                              squeeze=False, layout="constrained")
     for r, machine in enumerate(machines):
         kinds = ANOMALY_KINDS[machine]
-        image = draw(axes[r, 0], frontend, synth(args.snr, machine, args.machine_id), "normal")
+        image = draw(axes[r, 0], frontend, synth(args.snr, machine, args.machine_id), "the same clip, no fault")
         for c, kind in enumerate(kinds, start=1):
             draw(axes[r, c], frontend, synth(args.snr, machine, args.machine_id, kind), f"abnormal: {kind}")
         for ax in axes[r, len(kinds) + 1:]:
@@ -179,8 +181,8 @@ def figure_faults(synth, frontend, args, version) -> Path:
         below = 0 if r == len(machines) - 1 else 1 + len(ANOMALY_KINDS[machines[r + 1]])
         for ax in axes[r, below: len(kinds) + 1]:  # panels with none under them
             ax.set_xlabel("time (s)")
-    fig.suptitle(f"Synthetic clips, normal and every fault kind: generator v{version}, {args.machine_id}, "
-                 f"{args.snr}, seed {args.seed}", fontsize=9)
+    fig.suptitle(f"One synthetic clip without a fault and with every fault kind: generator v{version}, "
+                 f"{args.machine_id}, {args.snr}, seed {args.seed}", fontsize=9)
     return save(fig, args.out / "synthetic_faults.png", image)
 
 

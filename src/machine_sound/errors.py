@@ -18,9 +18,10 @@ class DataError(MachineSoundError):
 
 
 def require_positive(setting: str, value, integer: bool = False):
-    """`value` when it is a positive number (a whole one with `integer`); ConfigError naming `setting` otherwise."""
+    """`value` when it is a positive finite number (a whole one with `integer`); ConfigError naming `setting`
+    otherwise."""
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < float("inf"):
         raise ConfigError(f"{setting}={value!r}: a positive {'whole ' if integer else ''}number")
     return value
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MARKER = ".synthetic.json"
 FAULT_LIST = "fault_kinds.csv"  # which fault each abnormal clip of the ID has
+DRAWN = "drawn"  # clip(fault=DRAWN): the fault the generator draws for that abnormal clip
+MAX_SEVERITY = 10.0
 LABEL_DIRS = ("normal", "abnormal")
 
 
@@ -50,15 +52,18 @@ class SyntheticMimii:
     version: int = 8  # bump when the sound models change, so cached trees are regenerated
 
     def __post_init__(self):
+        for name in ("channels", "n_normal", "n_abnormal", "sample_rate"):
+            require_positive(f"data.generator.{name}", getattr(self, name), integer=True)
         if not 1 <= self.channels <= 8:
             raise ConfigError(f"data.generator.channels={self.channels}: choose 1 to 8 (MIMII has 8)")
-        if self.n_normal < 1 or self.n_abnormal < 1:
-            raise ConfigError("data.generator.n_normal and n_abnormal must both be at least 1")
         if require_positive("data.clip_seconds", self.duration_s) < 1.0:  # fault events last up to 0.8 s
             raise ConfigError(f"data.generator.duration_s={self.duration_s} (data.clip_seconds): the synthetic "
                               "faults need clips of at least 1 s")
-        if self.severity <= 0:
-            raise ConfigError(f"data.generator.severity={self.severity}: must be > 0 (1.0 is the default task)")
+        if require_positive("data.generator.severity", self.severity) > MAX_SEVERITY:
+            raise ConfigError(f"data.generator.severity={self.severity}: choose a value in (0, {MAX_SEVERITY}] "
+                              "(1.0 is the default task, lower is harder)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"data.generator.seed={self.seed!r}: a whole number >= 0 (the data's own seed)")
 
     def prepare(self, reader) -> None:
         """Write every (snr, machine, id) folder that a MIMII reader (`reader.root`, `reader.folders()`) will
@@ -100,16 +105,23 @@ class SyntheticMimii:
                          .integers(len(kinds)))]
 
     def clip(self, snr: str, machine: str, machine_id: str, label: str, index: int,
-             fault: str | None = None) -> np.ndarray:
+             fault: str | None = DRAWN) -> np.ndarray:
         """One recording as float32 (frames, channels) in [-1, 1]; a pure function of its arguments.
 
-        An abnormal clip has the fault `fault_kind(...)` unless `fault` names another of `ANOMALY_KINDS[machine]`
-        (the same clip with that fault instead); a normal clip has none. Raises ValueError for a fault on a
-        normal clip or a kind the machine does not have."""
-        if label == "abnormal":
-            fault = fault or self.fault_kind(machine, machine_id, index)
-        elif fault is not None:
-            raise ValueError(f"a {label} clip has no fault; got fault={fault!r}")
+        `label` is "normal" or "abnormal". An abnormal clip has the fault `fault_kind(...)` (`fault=DRAWN`, as
+        written to disk), another kind of `ANOMALY_KINDS[machine]` named by `fault`, or none with `fault=None`:
+        the same recording without its fault, for comparisons. A normal clip has none. Raises ValueError for an
+        unknown machine, label or kind, or a fault on a normal clip."""
+        if machine not in ANOMALY_KINDS:
+            raise ValueError(f"unknown machine '{machine}'; valid: {', '.join(ANOMALY_KINDS)}")
+        if label not in LABEL_DIRS:
+            raise ValueError(f"label={label!r}: 'normal' or 'abnormal'")
+        if label == "abnormal" and fault == DRAWN:
+            fault = self.fault_kind(machine, machine_id, index)
+        elif label == "normal" and fault not in (DRAWN, None):
+            raise ValueError(f"a normal clip has no fault; got fault={fault!r}")
+        elif label == "normal":
+            fault = None
         sr, n = self.sample_rate, int(round(self.duration_s * self.sample_rate))
         params = id_parameters(machine, machine_id)
         clip_key = (self.seed, machine, machine_id, label, index)  # no SNR: SNR folders share the sounds

@@ -53,9 +53,11 @@ def render(machine: str, machine_id: str, n: int, sr: int, fault: str | None = N
            key: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
     """One clip of `machine`/`machine_id`, `n` samples at `sr` Hz: `(running, added)`, float64 (n,), not yet
     levelled. `key` names the clip (the same key gives the same clip); `fault` is one of `ANOMALY_KINDS[machine]`
-    or None. Raises ValueError for an unknown machine or kind."""
+    or None. Raises ValueError for an unknown machine or kind, or a bad length, rate or severity."""
     if machine not in RECIPES:
         raise ValueError(f"unknown machine '{machine}'; valid: {', '.join(RECIPES)}")
+    if not (isinstance(n, int) and n > 0 and sr > 0 and 0 < severity < float("inf")):
+        raise ValueError(f"n={n!r} and sr={sr!r} must be positive, severity={severity!r} positive and finite")
     if fault is not None and fault not in ANOMALY_KINDS[machine]:
         raise ValueError(f"unknown {machine} fault '{fault}'; valid: {', '.join(ANOMALY_KINDS[machine])}")
     rng = np.random.default_rng(stable_seed("machine", machine, machine_id, *key))

@@ -3,8 +3,8 @@ and an end-stop impact; a belt thrum, a faint rail squeal and scrape, scattered 
 steady structural lines; the ID sets the period, timbre and lines.
 
 Faults, after MIMII's recorded kinds (Purohit et al. 2019, arXiv 1909.09347):
-- `rail_damage`: a damaged spot on the rail: a short broadband impact each time the carriage passes it, at the
-  same place of the stroke in both directions.
+- `rail_damage`: a damaged stretch of rail: the carriage grinds over it in a train of short broadband impacts,
+  at the same place of the rail in both directions.
 - `loose_belt`: a slack belt slips and catches, so the strokes come at irregular times and last irregularly.
 - `no_grease`: a dry rail squeals while the carriage moves: a stick-slip tone whose pitch follows the speed.
 - `rail_damage_rattle`, `loose_belt_flap`, `no_grease_scrape`: generator v7's added events (a rattle at one place
@@ -78,15 +78,18 @@ def _added(fault_rng, p, n, sr, fault, sev, strokes, velocity, thrum, scrape, im
     """The fault's sound on top of the running one; impacts at the scale of this clip's end-stop impacts."""
     added = np.zeros(n)
     if fault == "rail_damage":
+        # A damaged stretch of rail, from `start` to `start + length` of the travel: the carriage grinds over it
+        # in a train of short broadband impacts, on forward strokes and (mirrored) on return strokes. A half-sine
+        # speed profile has covered the fraction x of the way at time fraction arccos(1 - 2x) / pi.
+        start, length = fault_rng.uniform(0.15, 0.55), fault_rng.uniform(0.15, 0.3)
         for i, (a, end) in enumerate(strokes):
             if fault_rng.random() < 0.9:
-                # The spot lies at one place of the rail: forward strokes reach it at damage_pos, return strokes
-                # at 1 - damage_pos; a half-sine speed covers the fraction x of the way at arccos(1 - 2x) / pi.
-                x = p["damage_pos"] if i % 2 == 0 else 1 - p["damage_pos"]
-                at = a + (end - a) * np.arccos(1 - 2 * x) / np.pi
-                hit = resonant_click(fault_rng, sr, fault_rng.uniform(2000, 6000), fault_rng.uniform(0.001, 0.003),
-                                     noise_mix=0.95)
-                place(added, hit, int(at * sr), gain=impact_gain * sev * fault_rng.uniform(0.7, 1.0))
+                lo, hi = (start, start + length) if i % 2 == 0 else (1 - start - length, 1 - start)
+                t0, t1 = (a + (end - a) * np.arccos(1 - 2 * x) / np.pi for x in (lo, hi))
+                for at in fault_rng.uniform(t0, t1, int(fault_rng.poisson(300 * (t1 - t0)))):
+                    hit = resonant_click(fault_rng, sr, fault_rng.uniform(1500, 7000), fault_rng.uniform(0.001, 0.003),
+                                         noise_mix=0.95)
+                    place(added, hit, int(at * sr), gain=impact_gain * 2.0 * sev * fault_rng.uniform(0.3, 1.0))
     if fault == "no_grease":
         dry = [(a, end) for a, end in strokes if fault_rng.random() < 0.85]
         pitch = p["squeal"] * fault_rng.uniform(0.9, 1.1) * (0.95 + 0.1 * velocity)
