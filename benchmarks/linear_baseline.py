@@ -24,8 +24,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from machine_sound.config import compose, instantiate
+from machine_sound.errors import DataError, one_line, user_error
 from machine_sound.models.frontend import LogMelFrontend
-from machine_sound.runs import machine_description
+from machine_sound.runs import machine_description, write_atomic
 from machine_sound.synthetic.generator import SyntheticMimii
 
 
@@ -64,13 +65,36 @@ def evaluate(overrides: list[str]) -> dict:
             "C": best_c}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. snr=0_dB")
     parser.add_argument("--machines", default="fan,pump,slider,valve")
     parser.add_argument("--ids", default="id_00,id_02,id_04,id_06")
     parser.add_argument("--out", help="also write the markdown table to this file")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides before or after the options (make baseline ARGS=...)
+    try:
+        if args.out:  # fail now, not after every machine/ID was fitted
+            check_writable(Path(args.out))
+        return report(args)
+    except Exception as err:  # a setting, file or folder the user can fix: one line, no traceback
+        if user_error(err) is None:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def check_writable(out: Path) -> None:
+    """DataError naming `--out` unless a file can be written beside it (its folder is made if missing)."""
+    probe = out.parent / f".{out.name}.probe"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"--out {out}: cannot write there ({err.strerror}); choose another file") from None
+
+
+def report(args) -> int:
     start = time.time()
     rows = []
     for machine in args.machines.split(","):
@@ -95,8 +119,9 @@ def main() -> None:
         header = (f"# Linear baseline on the time-averaged log-mel\n\nMeasured {datetime.date.today()} on "
                   f"{machine_description()}, {took:.0f} s for {len(rows)} machine/IDs; overrides: {overrides}; "
                   f"synthetic data: generator v{SyntheticMimii().version} (when data=synthetic).\n\n")
-        Path(args.out).write_text(header + table + "\n")
+        write_atomic(Path(args.out), lambda tmp: tmp.write_text(header + table + "\n"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -117,8 +117,26 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path):
         SyntheticMimii(**SMALL).ensure(tmp_path, "-6_dB", "pump", "id_00", progress=False)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"channels": 9}, "channels"), ({"severity": 0}, "severity"),
-                                           ({"n_abnormal": 0}, "n_abnormal")])
+@pytest.mark.parametrize("kwargs, match", [
+    ({"channels": 9}, "channels=9"), ({"channels": "8"}, "channels='8'"), ({"severity": 0}, "severity=0"),
+    ({"severity": float("nan")}, "severity=nan"), ({"severity": float("inf")}, "severity=inf"),
+    ({"severity": 11.0}, r"severity=11.0: choose a value in \(0, 10.0\]"), ({"severity": "abc"}, "severity='abc'"),
+    ({"n_abnormal": 0}, "n_abnormal=0"), ({"n_abnormal": 2.5}, "n_abnormal=2.5"), ({"seed": -1}, "seed=-1"),
+    ({"seed": "abc"}, "seed='abc'")])
 def test_bad_generator_settings_are_named(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=f"data.generator.{match}"):
         SyntheticMimii(**kwargs)
+
+
+def test_the_clip_api_refuses_what_it_cannot_render_and_renders_a_faulty_clip_without_its_fault():
+    gen = SyntheticMimii(**SMALL)
+    with pytest.raises(ValueError, match="unknown machine 'Fan'"):
+        gen.clip("-6_dB", "Fan", "id_00", "normal", 0)
+    with pytest.raises(ValueError, match="label='Abnormal'"):
+        gen.clip("-6_dB", "fan", "id_00", "Abnormal", 0)
+    drawn = gen.clip("6_dB", "fan", "id_00", "abnormal", 0)
+    kind = gen.fault_kind("fan", "id_00", 0)
+    np.testing.assert_array_equal(drawn, gen.clip("6_dB", "fan", "id_00", "abnormal", 0, fault=kind))
+    healthy = gen.clip("6_dB", "fan", "id_00", "abnormal", 0, fault=None)
+    assert not np.allclose(drawn, healthy)
+    assert np.corrcoef(drawn[:, 0], healthy[:, 0])[0, 1] > 0.3  # the same recording underneath
