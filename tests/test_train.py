@@ -118,10 +118,10 @@ def test_data_wait_share_sees_a_slow_data_path(cfg_factory, tmp_path, monkeypatc
 
     train(cfg_factory(output_dir=tmp_path / "fast"))
     read = ClipDataset.__getitem__
-    monkeypatch.setattr(ClipDataset, "__getitem__", lambda self, i: time.sleep(0.05) or read(self, i))
+    monkeypatch.setattr(ClipDataset, "__getitem__", lambda self, i: time.sleep(0.2) or read(self, i))
     train(cfg_factory(output_dir=tmp_path / "slow"))
     (fast,), (slow,) = wait_shares(tmp_path / "fast"), wait_shares(tmp_path / "slow")
-    print(f"data wait share: {fast:.3f} reading from disk, {slow:.3f} with 50 ms per clip")
+    print(f"data wait share: {fast:.3f} reading from disk, {slow:.3f} with 200 ms per clip")
     assert slow > 0.3 and slow > fast + 0.2
 
 
