@@ -168,6 +168,23 @@ def test_a_dcase_job_gives_a_row_per_id_and_an_unfinished_one_a_single_row(tmp_p
     write_summary(tmp_path)  # the table, csv and heatmap are written for it too
 
 
+def test_a_mimii_baseline_protocol_job_gives_the_row_of_its_own_id_only(tmp_path):
+    """protocol=baseline learns the machine type's IDs but tests one: the others' per-ID entries are empty."""
+    for machine_id, value in (("id_00", 0.65), ("id_02", 0.73)):
+        folder = make_job(tmp_path, "fan", machine_id)
+        per_id = {i: ({"auroc": value, "pauc": value - 0.1} if i == machine_id else
+                      {"auroc": None, "pauc": None, "missing": "no normal and no anomalous test clip"})
+                  for i in ("id_00", "id_02", "id_04", "id_06")}
+        (folder / "metrics.json").write_text(json.dumps({"metrics": {"auroc": value, "pauc": value - 0.1},
+                                                         "task": "id_anomaly", "per_id": per_id}))
+    rows = table_rows(collect(tmp_path))
+    jobs = job_rows(rows)
+    assert set(jobs) == {"-6_dB_fan/id_00", "-6_dB_fan/id_02"}
+    assert jobs["-6_dB_fan/id_00"]["auroc"] == pytest.approx(0.65) and jobs["-6_dB_fan/id_00"]["finished"] == 1
+    mean = next(r for r in rows if r["kind"] != "job" and r["name"].startswith("-6_dB_fan mean"))
+    assert mean["auroc"] == pytest.approx(0.69) and mean["name"] == "-6_dB_fan mean (2 of 2 IDs)"
+
+
 def test_class_folder_runs_get_no_mean_of_one_cell_and_a_bad_task_does_not_stop_the_table(tmp_path):
     for name, task in (("a", "multiclass"), ("b", "no-such-task")):
         folder = tmp_path / "folder" / name

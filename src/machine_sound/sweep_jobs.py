@@ -150,8 +150,10 @@ def _jobs_of(folder: Path, cfg, overrides: list[str], pending: bool = False) -> 
               dict(map(split_override, overrides)), "pending" if pending else "unfinished")
     if result is not None:
         job.status, job.metrics, job.positive = "finished", result["metrics"], positive_labels(result)
-        if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID
-            return [replace(job, id=i, metrics=m) for i, m in sorted((result.get("per_id") or {}).items())]
+        if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID (the job's own ID
+            # alone when it names one: MIMII's protocol=baseline learns every ID of the machine type but tests one)
+            per_id = sorted((result.get("per_id") or {}).items())
+            return [replace(job, id=i, metrics=m) for i, m in per_id if not cfg.get("id") or i == str(cfg.id)]
     elif not pending and (folder / FAILED_FILE).exists():
         job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
     return [job]
