@@ -67,7 +67,7 @@ class RecordingWindows(Dataset):
                 frames = verify(path, decoding)
             except BadFileError as err:
                 self.errors[i] = str(err)
-                log.warning("cannot score %s", err)
+                log.warning("not scored: %s", err)
                 continue
             self.windows += [(i, start) for start in window_starts(frames, num_frames)]
 
