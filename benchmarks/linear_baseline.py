@@ -24,9 +24,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from machine_sound.config import compose, instantiate
-from machine_sound.errors import DataError, one_line, user_error
+from machine_sound.errors import one_line, user_error
 from machine_sound.models.frontend import LogMelFrontend
-from machine_sound.runs import machine_description, write_atomic
+from machine_sound.runs import machine_description, require_writable, write_atomic
 from machine_sound.synthetic.generator import SyntheticMimii
 
 
@@ -74,24 +74,13 @@ def main() -> int:
     args = parser.parse_intermixed_args()  # overrides before or after the options (make baseline ARGS=...)
     try:
         if args.out:  # fail now, not after every machine/ID was fitted
-            check_writable(Path(args.out))
+            require_writable(Path(args.out).parent, "--out")
         return report(args)
     except Exception as err:  # a setting, file or folder the user can fix: one line, no traceback
         if user_error(err) is None:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-
-
-def check_writable(out: Path) -> None:
-    """DataError naming `--out` unless a file can be written beside it (its folder is made if missing)."""
-    probe = out.parent / f".{out.name}.probe"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise DataError(f"--out {out}: cannot write there ({err.strerror}); choose another file") from None
 
 
 def report(args) -> int:

@@ -6,7 +6,6 @@ and, as a Hydra callback, the run folder.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from machine_sound.errors import ConfigError, require_positive
+from machine_sound.errors import ConfigError, DataError, require_positive
+from machine_sound.runs import require_writable
 
 # Lightning's precision values that keep the model's weights in float32 or float64 ("-mixed" runs the backbone's
 # arithmetic in half precision under autocast; the log-mel front end stays float32 in every case).
@@ -22,10 +22,10 @@ PRECISIONS = ("32-true", "32", 32, "64-true", "64", 64, "16-mixed", "16", 16, "b
 HALF_TRUE = ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
 
 
-def check_seed(value) -> int:
-    """A seed numpy, torch and Python all take: a whole number from 0 to 2**32 - 1."""
+def check_seed(value, setting: str = "seed") -> int:
+    """A seed numpy, torch and Python all take: a whole number from 0 to 2**32 - 1; ConfigError naming `setting`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
-        raise ConfigError(f"seed={value!r}: a whole number from 0 to 4294967295")
+        raise ConfigError(f"{setting}={value!r}: a whole number from 0 to 4294967295")
     return value
 
 
@@ -152,15 +152,12 @@ CREATED: set[Path] = set()  # run folders this process made (RunFolderGuard), wh
 
 
 def _require_writable(folder: Path, setting: str) -> None:
-    probe = folder / f".write-check-{os.getpid()}"
     if not folder.exists():
         CREATED.add(folder.resolve())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        _refuse(f"cannot write {folder}: {err.strerror or err}; choose another {setting}")
+        require_writable(folder, setting)
+    except DataError as err:
+        _refuse(str(err))
 
 
 def _refuse(line: str) -> None:

@@ -230,6 +230,17 @@ def summary(result: dict, folder: str | Path) -> str:
             f"dashboard:  tensorboard --logdir {folder}")
 
 
+def require_writable(folder: Path, setting: str) -> None:
+    """Make `folder` (with its parents) and write a file in it; DataError naming `setting` when that fails."""
+    probe = folder / f".write-check-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"cannot write {folder}: {err.strerror or err}; choose another {setting}") from None
+
+
 def machine_description() -> str:
     """This machine in words, for results files: torch's CPU threads, the CPU model, the GPU or "no GPU"."""
     import torch

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from machine_sound.checks import check_seed
 from machine_sound.data.readers.mimii import id_folder, parse_snr
 from machine_sound.errors import ConfigError, DataError, require_positive
 from machine_sound.synthetic.machines import ANOMALY_KINDS, factory_background, id_parameters, render, stable_seed
@@ -62,8 +63,7 @@ class SyntheticMimii:
         if require_positive("data.generator.severity", self.severity) > MAX_SEVERITY:
             raise ConfigError(f"data.generator.severity={self.severity}: choose a value in (0, {MAX_SEVERITY}] "
                               "(1.0 is the default task, lower is harder)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"data.generator.seed={self.seed!r}: a whole number >= 0 (the data's own seed)")
+        check_seed(self.seed, "data.generator.seed")
 
     def prepare(self, reader) -> None:
         """Write every (snr, machine, id) folder that a MIMII reader (`reader.root`, `reader.folders()`) will
