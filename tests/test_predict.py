@@ -117,13 +117,16 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
 
     root = make_dcase(tmp_path / "dcase")
     result = train(cfg_factory("data=dcase2020", f"data.root={root}", "machine=fan", "data.clip_seconds=1.0",
-                               "model.backbone=mobilenetv3_small_050"))
+                               "model=id_classifier", "model.backbone=mobilenetv3_small_050"))
     _, rows = predict(result["best_checkpoint"], root / "fan" / "test", tmp_path / "out.csv")
     assert len(rows) == 12
+    scores = {r["path"]: r for r in csv.DictReader(open(result["best_checkpoint"].split("/checkpoints/")[0]
+                                                        + "/test_scores.csv"))}
     for row in rows:
         own = "id_00" if "_id_00_" in row["path"] else "id_02"
-        assert row["anomaly_score"] == pytest.approx(1 - row[f"p_{own}"], abs=1e-5)
-        assert row["predicted_id"] in ("id_00", "id_02") and "decision" not in row
+        assert row["machine_id"] == own and row["threshold"] == pytest.approx(result["threshold"][own], abs=1e-5)
+        assert row["anomaly_score"] == pytest.approx(float(scores[row["path"]]["anomaly_score"]), abs=1e-5)
+        assert row["decision"] == ("anomalous" if row["anomaly_score"] > row["threshold"] else "normal")
     for i in range(5):  # IDs the model does not know: nothing can be scored, which is a failure
         write_wav(tmp_path / "other" / f"normal_id_07_{i:08d}.wav", seconds=1.0, seed=i)
     with pytest.raises(DataError, match=r"^no anomaly score for any of the 5 file\(s\) under .*other: none names one "
@@ -140,10 +143,10 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
         _, rows = predict(result["best_checkpoint"], tmp_path / "other", tmp_path / "other.csv")
     assert "5 of 6 readable file(s) under" in caplog.text and "name none of the model's machine IDs" in caplog.text
     unknown = [r for r in rows if "_id_07_" in r["path"]]
-    assert len(unknown) == 5 and all(r["anomaly_score"] == "" for r in unknown)
+    assert len(unknown) == 5 and all("anomaly_score" not in r for r in unknown)
     assert all("no anomaly score: neither the name nor a folder names" in r["error"] for r in unknown)
     (known,) = [r for r in rows if r["path"].endswith("clip.wav")]
-    assert known["anomaly_score"] == pytest.approx(1 - known["p_id_02"], abs=1e-5) and not known.get("error")
+    assert known["machine_id"] == "id_02" and known["decision"] in ("normal", "anomalous") and not known.get("error")
 
 
 def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained, tmp_path):

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from machine_sound.figures import confusion_figure, histogram_figure, roc_figure, spectrogram_figure
+from machine_sound.metrics import unit_scores
 from machine_sound.runs import FORMAT, FORMAT_KEY, RUN_CONFIG
 
 
@@ -69,8 +70,9 @@ class Dashboards(L.Callback):
       and the misclassified test clips as audio (`misclassified/<n>_<true>_as_<predicted>/audio`, first channel,
       at the data's sample rate) with their spectrograms (`.../spectrogram`) and file names (`.../file`).
 
-    For task `id_anomaly` the ROC, PR curve and histograms are of the anomaly score (normal vs anomalous clips);
-    it has no decision, so no confusion matrix or misclassified clips.
+    For task `id_anomaly` (the normal-only detectors) the ROC, PR curve and histograms are of the anomaly score
+    (normal vs anomalous clips), and the confusion matrix and misclassified clips are those of the decision at each
+    machine ID's threshold fitted on normal clips.
     """
 
     def __init__(self, examples_per_class: int = 3, misclassified: int = 8):
@@ -104,31 +106,35 @@ class Dashboards(L.Callback):
             return
         step, task = trainer.global_step, pl_module.task
         scores, labels = outputs
-        if scores.dim() == 1:  # one score per clip: p(positive), or the anomaly score
-            names = ("normal", "anomalous") if task.by_label else datamodule.class_names
-            writer.add_figure("test/roc", roc_figure(scores, labels), global_step=step)
-            writer.add_pr_curve("test/pr_curve", labels.long(), scores, global_step=step)
+        names = ("normal", "anomalous") if task.by_label else datamodule.class_names
+        if scores.dim() == 1:  # one score per clip: p(positive), or the anomaly score (of any range)
+            unit = unit_scores(scores).float() if task.by_label else scores
+            writer.add_figure("test/roc", roc_figure(unit, labels), global_step=step)
+            writer.add_pr_curve("test/pr_curve", labels.long(), unit, global_step=step)
             writer.add_figure("test/score_histograms", histogram_figure(scores, labels, names), global_step=step)
             for k, name in enumerate(names):
                 if (labels == k).any():
                     writer.add_histogram(f"test/scores_{name}", scores[labels == k], global_step=step)
-        if task.decision == "none":
+        if task.decision == "normal_threshold":
+            predicted = pl_module.test_decisions  # None when no threshold was fitted
+        elif task.decision == "threshold":
+            predicted = (scores > pl_module.threshold.item()).long()
+        else:
+            predicted = scores.argmax(dim=-1)
+        if predicted is None:
             writer.flush()
             return
-        predicted = (scores > pl_module.threshold.item()).long() if task.decision == "threshold" \
-            else scores.argmax(dim=-1)
-        writer.add_figure("test/confusion_matrix", confusion_figure(pl_module.confusion, datamodule.class_names),
-                          global_step=step)
-        self._misclassified(writer, datamodule, pl_module, scores, labels, predicted, step)
+        writer.add_figure("test/confusion_matrix", confusion_figure(pl_module.confusion, names), global_step=step)
+        self._misclassified(writer, datamodule, pl_module, scores, labels, predicted, names, step)
         writer.flush()
 
-    def _misclassified(self, writer, datamodule, pl_module, scores, labels, predicted, step) -> None:
+    def _misclassified(self, writer, datamodule, pl_module, scores, labels, predicted, names, step) -> None:
         wrong = (predicted != labels).nonzero().flatten()[: self.misclassified].tolist()
         dataset = datamodule.dataset("test")
         for n, i in enumerate(wrong):
             wave = dataset[i][0]
             path = datamodule.splits["test"][i].path
-            true, said = datamodule.class_names[int(labels[i])], datamodule.class_names[int(predicted[i])]
+            true, said = names[int(labels[i])], names[int(predicted[i])]
             tag = f"misclassified/{n:02d}_{true}_as_{said}"
             # One tag per kind: TensorBoard files a tag under the first plugin that uses it.
             writer.add_audio(f"{tag}/audio", wave[0].clamp(-1, 1), global_step=step,

@@ -67,7 +67,8 @@ def check_run(cfg: DictConfig) -> None:
     """Everything above, for a training run's config; raises ConfigError naming the first bad setting."""
     check_seed(cfg.get("seed"))
     check_trainer(cfg.trainer)
-    check_optimizer(cfg.model.get("optimizer"))
+    if "optimizer" in cfg.model:  # a kNN detector trains nothing and has none
+        check_optimizer(cfg.model.optimizer)
 
 
 class RunFolderGuard(Callback):

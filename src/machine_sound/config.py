@@ -8,6 +8,8 @@ config derive one setting from another, so `python train.py --cfg job --resolve`
 - `${ms.checkpoint_mode:<monitor>}`: `min` for a loss, `max` otherwise.
 - `${ms.choose:<setting>,<value>,{<value>: <result>, ...}}`: a value looked up in a small table, with a one-line
   error naming the setting when the value is not in it (used to derive the task from `data.reader.protocol`).
+- `${ms.train_ids:${model._target_}}`: `all` for a model that tells machine IDs apart, else `own` (MIMII's
+  baseline protocol trains on every ID's normal files or on this ID's).
 - `${ms.resumed:${resume},<a>,<b>}`: `<a>` when the command resumes a run (`resume=<run folder>`), else `<b>`.
 - `${swept_overrides:...}`: the part of a sweep job's folder name that tells it apart from the other jobs.
 """
@@ -34,6 +36,17 @@ def _choose(setting: str, value: Any, table: dict) -> Any:
     if value not in table:
         raise ConfigError(f"{setting}={value}: choose {' or '.join(map(str, table))}")
     return table[value]
+
+
+def _train_ids(model_target: str) -> str:
+    """`all` when the model class tells machine IDs apart (its `learns_ids`), `own` otherwise."""
+    from hydra.utils import get_class
+
+    try:
+        learns_ids = getattr(get_class(model_target), "learns_ids", True)
+    except Exception:  # an unknown class is reported, with its name, when the model is built
+        learns_ids = True
+    return "all" if learns_ids else "own"
 
 
 def _resumed(resume: Any, when_resumed: Any, otherwise: Any) -> Any:
@@ -76,6 +89,7 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
 def register_resolvers() -> None:
     """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
     for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose), ("ms.resumed", _resumed),
+                           ("ms.train_ids", _train_ids),
                            ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -109,11 +109,23 @@ def best_threshold(scores: torch.Tensor, labels: torch.Tensor, criterion: str = 
     return float(candidates[best[len(best) // 2]])
 
 
+def unit_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Anomaly scores of any range mapped into [0, 1] by (s - min) / (max - min) in float64: the same order and
+    ties, so the same ROC. torchmetrics takes scores outside [0, 1] for logits and applies a sigmoid, which turns
+    reconstruction errors in the hundreds into 1.0 each (AUROC 0.5)."""
+    scores = scores.double()
+    if not len(scores):
+        return scores
+    low, span = scores.min(), scores.max() - scores.min()
+    return (scores - low) / span if span > 0 else torch.zeros_like(scores)
+
+
 def auroc_by_label(scores: torch.Tensor, anomalous: torch.Tensor, labels: torch.Tensor,
                    names: list[str]) -> dict[str, dict]:
-    """DCASE's metrics within each label (machine ID): AUROC and pAUC (max FPR 0.1) of the anomaly score against
-    the anomaly flag. A label whose test clips are all normal, all anomalous or absent cannot have them: its entry
-    holds None for both and `missing`, what it lacks (e.g. `no anomalous test clip`)."""
+    """DCASE's metrics within each label (machine ID): AUROC and pAUC (max FPR 0.1) of the anomaly score (any
+    range: `unit_scores`) against the anomaly flag. A label whose test clips are all normal, all anomalous or
+    absent cannot have them: its entry holds None for both and `missing`, what it lacks (e.g. `no anomalous test
+    clip`)."""
     out: dict[str, dict] = {}
     for k, name in enumerate(names):
         mask = labels == k
@@ -123,6 +135,37 @@ def auroc_by_label(scores: torch.Tensor, anomalous: torch.Tensor, labels: torch.
             out[str(name)] = {"auroc": None, "pauc": None,
                               "missing": f"no {' and no '.join(lacking)} test clip"}
             continue
-        out[str(name)] = {"auroc": float(binary_auroc(scores[mask], flags)),
-                          "pauc": float(binary_auroc(scores[mask], flags, max_fpr=0.1))}
+        own = unit_scores(scores[mask])
+        out[str(name)] = {"auroc": float(binary_auroc(own, flags)),
+                          "pauc": float(binary_auroc(own, flags, max_fpr=0.1))}
     return out
+
+
+def gamma_threshold(scores: torch.Tensor, percentile: float = 90.0) -> float:
+    """A decision threshold from the anomaly scores of normal clips alone: the `percentile` of a gamma
+    distribution fitted to them (shape, location and scale by `scipy.stats.gamma.fit`), as the DCASE 2021-2024
+    Task 2 baselines do (`decision_threshold: 0.9` in their `baseline.yaml`), so about 1 - percentile/100 of
+    normal clips are called anomalous. With fewer than 3 distinct scores, or a fit that gives no finite percentile,
+    the empirical percentile of the scores is used, with a warning. ValueError for no scores."""
+    import logging
+
+    import numpy as np
+    from scipy import stats
+
+    values = scores.detach().double().cpu().numpy()
+    if values.size == 0:
+        raise ValueError("a threshold needs the scores of at least one normal clip")
+    q = percentile / 100.0
+    if len(np.unique(values)) >= 3:
+        with np.errstate(all="ignore"):
+            try:
+                shape, loc, scale = stats.gamma.fit(values)
+                value = float(stats.gamma.ppf(q, shape, loc=loc, scale=scale))
+            except (ValueError, RuntimeError, FloatingPointError):
+                value = float("nan")
+        if np.isfinite(value):
+            return value
+    logging.getLogger(__name__).warning("no gamma distribution fits these %d normal scores (fewer than 3 distinct "
+                                        "values, or no finite percentile): the threshold is their empirical %g%% "
+                                        "percentile", values.size, percentile)
+    return float(np.quantile(values, q))

@@ -6,11 +6,12 @@
 The checkpoint's model turns waveforms into scores by itself (front end, statistics, weights, threshold); its
 stored run config says how to read a file (sample rate, channel choice, clip length). A recording of any length
 is cut into clip-length windows (back to back, the last one aligned to the end; a short one zero-padded), the
-windows run through `Trainer.predict`, and a `PredictionWriter` averages each file's window probabilities
-(`aggregate=mean`) or takes their maximum (`aggregate=max`, for faults that come and go) into one CSV row per
-file. A file that cannot be read gets a row with its error instead of stopping the others. `ckpt_path`, `input`
-and `output` are taken as written (paths may hold '=', ',' or spaces); other arguments are Hydra overrides of the
-stored run config's reading settings (`READING`, e.g. `data.resample=true`).
+windows run through `Trainer.predict`, and a `PredictionWriter` averages each file's window outputs (class
+probabilities, or a detector's anomaly scores) (`aggregate=mean`) or takes their maximum (`aggregate=max`, for
+faults that come and go) into one CSV row per file; a detector's row has the anomaly score and the decision at
+the threshold fitted on normal clips. A file that cannot be read gets a row with its error instead of stopping
+the others. `ckpt_path`, `input` and `output` are taken as written (paths may hold '=', ',' or spaces); other
+arguments are Hydra overrides of the stored run config's reading settings (`READING`, e.g. `data.resample=true`).
 """
 
 from __future__ import annotations
@@ -120,21 +121,31 @@ class PredictionWriter(BasePredictionWriter):
         probs = windows.mean(dim=0) if self.aggregate == "mean" else windows.max(dim=0).values
         names, task = model.class_names, model.task
         row["windows"] = len(windows)
+        if task.score == "anomaly":  # a detector: the score as a recording of its own machine ID
+            return self.anomaly_row(row, path, probs, model)
         if task.decision == "threshold":  # binary: the positive class's probability against the threshold
             threshold = model.threshold.item()
             row.update({f"p_{names[1]}": round(float(probs[1]), 6), "threshold": round(threshold, 6),
                         "decision": names[1] if probs[1] > threshold else names[0]})
             return row
         row.update({f"p_{name}": round(float(p), 6) for name, p in zip(names, probs)})
-        if task.score == "not_own":  # the anomaly score needs the clip's own ID, read from its name or folder
-            machine_id = own_id(path, names)
-            row["predicted_id"] = names[int(probs.argmax())]
-            row["anomaly_score"] = round(1 - float(probs[names.index(machine_id)]), 6) if machine_id else ""
-            if not machine_id:
-                row["error"] = (f"no anomaly score: neither the name nor a folder names one of the model's machine "
-                                f"IDs ({', '.join(names)})")
-        else:
-            row["decision"] = names[int(probs.argmax())]
+        row["decision"] = names[int(probs.argmax())]
+        return row
+
+    @staticmethod
+    def anomaly_row(row: dict, path: Path, scores: torch.Tensor, model) -> dict:
+        """A detector's row: the machine ID (the model's only one, or the one the file names), the anomaly score
+        (its windows' scores as that ID, averaged or their maximum) and the decision at that ID's threshold."""
+        names = model.class_names
+        machine_id = names[0] if len(names) == 1 else own_id(path, names)
+        if not machine_id:
+            return {**row, "error": f"no anomaly score: neither the name nor a folder names one of the model's "
+                                    f"machine IDs ({', '.join(names)})"}
+        k = names.index(machine_id)
+        score, threshold = float(scores[k]), float(model.threshold[k])
+        row.update(machine_id=machine_id, anomaly_score=round(score, 6))
+        if bool(model.threshold_fitted):  # a checkpoint without a validation epoch has none
+            row.update(threshold=round(threshold, 6), decision="anomalous" if score > threshold else "normal")
         return row
 
 
@@ -159,9 +170,9 @@ def find_inputs(source: str | Path) -> list[Path]:
 
 
 def check_ids(dataset: RecordingWindows, model, source: str | Path) -> None:
-    """For a model scored by machine ID (`not_own`): DataError when no readable file names one of its IDs (so
-    none could get an anomaly score), one warning counting those that do not when some do."""
-    if model.task.score != "not_own":
+    """For a detector of several machine IDs: DataError when no readable file names one of its IDs (so none could
+    get an anomaly score), one warning counting those that do not when some do."""
+    if model.task.score != "anomaly" or len(model.class_names) < 2:
         return
     readable = [path for i, path in enumerate(dataset.files) if i not in dataset.errors]
     missing = sum(own_id(path, model.class_names) is None for path in readable)
@@ -246,8 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     failed = sum(1 for r in rows if "windows" not in r)
     decided = [r["decision"] for r in rows if r.get("decision")]
     counts = ", ".join(f"{decided.count(c)} {c}" for c in dict.fromkeys(sorted(decided)))
-    if any("anomaly_score" in r for r in rows):
-        counts = f"{sum(r.get('anomaly_score', '') != '' for r in rows)} with an anomaly score"
     print(f"scored {len(rows) - failed} of {len(rows)} files ({counts or 'none'}"
           f"{f'; {failed} unreadable' if failed else ''}): {output}")
 

@@ -16,7 +16,10 @@ from typing import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.errors import ConfigError, DataError, require_positive
+from machine_sound.tasks import checkpoint_mode
 
+MODEL_NAMES = {"SpectrogramClassifier": "classifier", "DenseAutoencoder": "autoencoder",
+               "EmbeddingKnn": "embedding_knn", "IdClassifier": "id_classifier"}  # their model= options
 RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
 FORMAT_KEY, FORMAT = "machine_sound_format", 2  # 2: the model owns its front end (2026-11-29)
 _ABSENT = object()
@@ -161,12 +164,23 @@ def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epoc
     details behind them."""
     classes = list(datamodule.class_names)
     task = model.task
+    threshold = None
+    if task.decision == "threshold":
+        threshold = model.threshold.item()
+    elif task.decision == "normal_threshold" and bool(model.threshold_fitted):
+        threshold = dict(zip(classes, model.threshold.tolist()))
+    monitor = task.monitor
+    rule = f"{'lowest' if checkpoint_mode(monitor) == 'min' else 'highest'} {monitor}"
     return {
         "name": datamodule.describe(), "task": task.name, "layout": datamodule.layout,
+        "model": MODEL_NAMES.get(type(model).__name__, type(model).__name__),
         **datamodule.identity(), "seed": seed, "backbone": model.hparams.get("backbone"),
         "positive_class": classes[1] if task.decision == "threshold" else None,
         "best_checkpoint": checkpoint, "epochs": epochs,
-        "threshold": model.threshold.item() if task.decision == "threshold" else None,
+        # how the checkpoint was chosen: for normal-only detectors on normal validation clips, never on anomalies
+        "checkpoint_rule": rule + (" on normal validation clips" if task.by_label else " on validation clips"),
+        "threshold": threshold,
+        "threshold_percentile": model.hparams.get("threshold_percentile") if task.by_label else None,
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),
         "bad_files_skipped": len(datamodule.bad_files),
         "metrics": {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")},
@@ -179,24 +193,29 @@ def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epoc
 def write_test_scores(path: Path, datamodule, model) -> None:
     """`test_scores.csv`: every test clip (test-loader order) with its class, anomaly flag and the score the test
     step gave it, named as predict names them: `p_<positive>` (binary), `p_<class>` (multiclass) or
-    `anomaly_score` (id_anomaly)."""
+    `anomaly_score` with the `decision` at its ID's threshold (id_anomaly)."""
     import csv
 
     scores = model.test_outputs[0]
     names = model.class_names
+    decisions = getattr(model, "test_decisions", None)
     if scores.dim() == 2:
         header = [f"p_{name}" for name in names]
     else:
-        header = ["anomaly_score" if model.task.score == "not_own" else f"p_{names[1]}"]
+        header = ["anomaly_score" if model.task.score == "anomaly" else f"p_{names[1]}"]
+    if model.task.score == "anomaly" and decisions is not None:
+        header.append("decision")
 
     def write(staging: Path) -> None:
         with open(staging, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "class", "anomalous", *header])
-            for record, score in zip(datamodule.splits["test"], scores.tolist()):
+            for i, (record, score) in enumerate(zip(datamodule.splits["test"], scores.tolist())):
                 flag = record.anomalous if record.anomalous >= 0 else ""
-                values = score if isinstance(score, list) else [score]
-                writer.writerow([str(record.path), names[record.label], flag, *(f"{v:.6f}" for v in values)])
+                values = [f"{v:.6f}" for v in (score if isinstance(score, list) else [score])]
+                if "decision" in header:
+                    values.append("anomalous" if decisions[i] else "normal")
+                writer.writerow([str(record.path), names[record.label], flag, *values])
 
     write_atomic(path, write)
 

@@ -4,7 +4,8 @@ Like torchmetrics' `task="binary" | "multiclass"`, a run's task is a config valu
 layout's config and passed to the model by interpolation), never discovered later. Everything that depends on it
 reads this one table: the checkpoint metric (`callbacks.model_checkpoint.monitor`), whether the front end removes
 each clip's steady background, the metric sets, the decision rule, the test score, the dashboards, predict's
-columns and the sweep summary's rows.
+columns and the sweep summary's rows. `binary` and `multiclass` are learned by `model=classifier`, `id_anomaly`
+(normal recordings only) by the detectors of `machine_sound.models.detector`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ class Task:
       against a machine's steady sound (synthetic -6 dB pump/id_04, normal vs abnormal: test AUROC 0.93 -> 0.99),
       but erases what tells machine IDs or arbitrary classes apart.
     - `decision`: `threshold` (the positive class's probability against a threshold tuned on validation clips),
-      `argmax` (the most probable class) or `none` (an anomaly score only).
-    - `score`: a test clip's score: `positive` (p(class 1)), `classes` (every class's probability) or `not_own`
-      (1 - p(own label), the anomaly score of ID classification, after the DCASE 2020 Task 2 winners).
-    - `metrics`: the train/val metric set, `binary` or `multiclass` (macro averages).
+      `argmax` (the most probable class) or `normal_threshold` (the anomaly score against its machine ID's
+      threshold, fitted on normal validation clips alone).
+    - `score`: a test clip's score: `positive` (p(class 1)), `classes` (every class's probability) or `anomaly`
+      (the detector's anomaly score: reconstruction error, kNN distance, 1 - p(own ID)).
+    - `metrics`: the train/val metric set, `binary`, `multiclass` (macro averages) or `none` (the detector's
+      validation loss on normal clips).
     - `by_label`: the test metrics are AUROC and pAUC of the anomaly flag within each label (machine ID), and
       their mean, as DCASE reports them; the sweep summary has a row per label.
     """
@@ -48,12 +51,12 @@ TASKS: dict[str, Task] = {
     "multiclass": Task("multiclass", labels="a class (one folder each)", monitor="val/auroc",
                        subtract_background=False, decision="argmax", score="classes", metrics="multiclass",
                        by_label=False),
-    # Telling IDs apart reaches a validation AUROC of 1 within a few epochs, and the first such epoch is
-    # undertrained: val/loss picks the checkpoint (toy DCASE data: test AUROC 0.44 -> 0.86 with the steady
-    # spectrum kept).
-    "id_anomaly": Task("id_anomaly", labels="a machine ID; test clips carry an anomaly flag", monitor="val/loss",
-                       subtract_background=False, decision="none", score="not_own", metrics="multiclass",
-                       by_label=True),
+    # Normal recordings only (model=autoencoder, embedding_knn, id_classifier: machine_sound.models.detector):
+    # labels are machine IDs, test clips carry an anomaly flag, each ID's threshold is fitted on normal clips.
+    # val/loss on normal validation clips picks the checkpoint: no anomaly may choose it.
+    "id_anomaly": Task("id_anomaly", labels="a machine ID (normal clips only); test clips carry an anomaly flag",
+                       monitor="val/loss", subtract_background=False, decision="normal_threshold", score="anomaly",
+                       metrics="none", by_label=True),
 }
 
 

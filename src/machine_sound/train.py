@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from machine_sound.checks import check_run
 from machine_sound.config import CONFIG_PATH, build_trainer, instantiate
@@ -60,8 +60,15 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     check_fits(cfg, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best and trainer.checkpoint_callback and trainer.global_step == 0 and not trainer.fast_dev_run:
+        # A model that takes no optimizer step (embedding_knn: its memory is filled, nothing is learned) gets no
+        # checkpoint from ModelCheckpoint, which saves after steps: write the fitted model's own.
+        best = str(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+        trainer.save_checkpoint(best)
     if not best:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
+    else:
+        finish_model(model, best, datamodule)
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     tested = dict(trainer.callback_metrics)  # the test metrics are not logged to the loggers: see log_hparams
     result = metrics_record(datamodule, model, tested, best or None, trainer.current_epoch, cfg.seed)
@@ -69,6 +76,22 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     write_json(run_dir / "metrics.json", result)
     log_hparams(loggers, result, cfg, trainer.global_step)
     return result
+
+
+def finish_model(model, checkpoint_path: str, datamodule) -> None:
+    """A detector finished on the chosen checkpoint's weights (`after_fit`: e.g. the kNN memory of
+    model=id_classifier scorer=knn), stored back into that checkpoint in one step."""
+    import torch
+
+    from machine_sound.runs import write_atomic
+
+    if not hasattr(model, "after_fit"):
+        return
+    checkpoint = torch.load(checkpoint_path, map_location=model.device, weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    if model.after_fit(datamodule):
+        checkpoint["state_dict"] = model.state_dict()
+        write_atomic(Path(checkpoint_path), lambda staging: torch.save(checkpoint, staging))
 
 
 def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:
@@ -92,9 +115,11 @@ def log_hparams(loggers: list, result: dict, cfg: DictConfig, step: int) -> None
     names = {k: result[k] for k in ("machine", "id", "snr") if k in result}
     if result["layout"] == "folder":
         names = {"root": result["root"], "classes": ",".join(result["classes"])}
-    params = {"data": result["name"], "task": result["task"], **names, "seed": cfg.seed,
-              "backbone": result["backbone"], "lr": float(cfg.model.optimizer.lr),
-              "n_mels": cfg.model.frontend.n_mels, "epochs": result["epochs"]}
+    lr = OmegaConf.select(cfg, "model.optimizer.lr")  # a kNN detector has no optimizer
+    params = {"data": result["name"], "task": result["task"], "model": result["model"], **names, "seed": cfg.seed,
+              "backbone": result["backbone"] or "", "lr": float(lr) if lr is not None else 0.0,
+              "n_mels": int(OmegaConf.select(cfg, "model.frontend.n_mels", default=0) or 0),
+              "epochs": result["epochs"]}
     metrics = {f"test/{k}": v for k, v in result["metrics"].items()}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -21,13 +21,13 @@ from torchmetrics.functional.classification import binary_confusion_matrix, mult
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import (
     THRESHOLD_CRITERIA,
-    auroc_by_label,
     best_threshold,
     metric_set,
     set_threshold,
     with_balanced_accuracy,
 )
 from machine_sound.models.backbone import create_backbone
+from machine_sound.models.detector import DETECTORS, NORMAL_ONLY
 from machine_sound.models.frontend import LogMelFrontend, SpecAugment
 from machine_sound.tasks import get_task
 
@@ -39,9 +39,9 @@ class SpectrogramClassifier(L.LightningModule):
     len(class_names)), in the model's precision. Batches are `(wave, label, anomalous)` for every task.
 
     Tasks: `binary` (label 1 = abnormal is positive; a decision threshold on p(abnormal) is chosen on validation
-    clips and saved as a buffer), `multiclass` (macro metrics, argmax decision), `id_anomaly` (labels are machine
-    IDs; a test clip's anomaly score is 1 - p(own ID), and the test metrics are AUROC and pAUC within each ID,
-    after the DCASE 2020 Task 2 winners). Raises ConfigError for settings that cannot work.
+    clips and saved as a buffer) and `multiclass` (macro metrics, argmax decision). Learning from normal
+    recordings only (task `id_anomaly`) is the detectors' (`machine_sound.models.detector`). Raises ConfigError for
+    settings that cannot work.
     """
 
     def __init__(
@@ -67,6 +67,9 @@ class SpectrogramClassifier(L.LightningModule):
     ):
         super().__init__()
         self.task = get_task(task)
+        if self.task.name == NORMAL_ONLY:
+            raise ConfigError(f"data.task={NORMAL_ONLY}: the data holds normal training recordings only, which "
+                              f"model=classifier cannot learn from; choose model={', model='.join(DETECTORS)}")
         # Built on its own, the model takes one mono clip and normal/abnormal; train.py fills both from the data.
         class_names, in_chans = list(class_names or ("normal", "abnormal")), in_chans or 1
         if len(class_names) < 2 or (self.task.name == "binary" and len(class_names) != 2):
@@ -96,9 +99,9 @@ class SpectrogramClassifier(L.LightningModule):
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
         self.test_scores, self.test_labels, self.test_flags = CatMetric(), CatMetric(), CatMetric()
         self.confusion: torch.Tensor | None = None  # after the test: rows true class, columns predicted
-        self.per_id: dict[str, dict] | None = None  # after an id_anomaly test: AUROC, pAUC (or missing) per ID
+        self.per_id = None  # kept for the metrics record: per-ID metrics are the detectors'
         # After the test, every clip's score and label in test-loader order (for the dashboards): binary:
-        # (p(positive), label); multiclass: (probabilities, label); id_anomaly: (anomaly score, anomalous).
+        # (p(positive), label); multiclass: (probabilities, label).
         self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -123,15 +126,10 @@ class SpectrogramClassifier(L.LightningModule):
             spec = self.augment(spec)
         return self.net(spec.to(next(self.net.parameters()).dtype))
 
-    def clip_scores(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """A clip's score by the task: p(positive) (binary), every class's probability (multiclass), or the
-        anomaly score 1 - p(own label) (id_anomaly)."""
+    def clip_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """A clip's score by the task: p(positive) (binary) or every class's probability (multiclass)."""
         probs = logits.float().softmax(dim=-1)
-        if self.task.score == "positive":
-            return probs[:, 1]
-        if self.task.score == "not_own":
-            return 1 - probs.gather(1, label[:, None]).squeeze(1)
-        return probs
+        return probs[:, 1] if self.task.score == "positive" else probs
 
     # -- fitting the front end --------------------------------------------------------------------------------
 
@@ -178,7 +176,7 @@ class SpectrogramClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         _, logits, label = self._step(batch, "test")
-        self.test_scores.update(self.clip_scores(logits, label).detach())
+        self.test_scores.update(self.clip_scores(logits).detach())
         self.test_labels.update(label)
         self.test_flags.update(batch[2])
 
@@ -230,12 +228,6 @@ class SpectrogramClassifier(L.LightningModule):
         """Test metrics, logged into `trainer.callback_metrics` but not to the loggers: train.py writes them once,
         with the run's hyper-parameters (TensorBoard's HPARAMS tab)."""
         scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
-        flags = self.test_flags.compute().long().cpu()
-        if self.task.by_label:
-            self.test_outputs = (scores, flags)
-            self.per_id = auroc_by_label(scores, flags, labels, self.class_names)
-            self._log_by_label()
-            return
         self.test_outputs = (scores, labels)
         absent = [name for k, name in enumerate(self.class_names) if not (labels == k).any()]
         if absent and not self.trainer.fast_dev_run:
@@ -250,23 +242,6 @@ class SpectrogramClassifier(L.LightningModule):
             self.log_dict({"test/tn": tn, "test/fp": fp, "test/fn": fn, "test/tp": tp}, logger=False)
         else:
             self.confusion = multiclass_confusion_matrix(scores, labels, len(self.class_names))
-
-    def _log_by_label(self) -> None:
-        """test/auroc_<id> and test/pauc_<id> for every ID with both kinds of test clips, and their means. An ID
-        without both is reported missing with a warning; no ID with both is an error (outside fast_dev_run)."""
-        missing = {name: m["missing"] for name, m in self.per_id.items() if "missing" in m}
-        for name, reason in missing.items():
-            log.warning("test AUROC and pAUC of %s are missing: %s", name, reason)
-        scored = {name: m for name, m in self.per_id.items() if "missing" not in m}
-        if not scored and not self.trainer.fast_dev_run:
-            raise MachineSoundError("no test metric can be computed: no machine ID has both normal and anomalous "
-                                    f"test clips ({'; '.join(f'{k}: {v}' for k, v in missing.items())})")
-        values = {f"test/{metric}_{name}": v for name, m in scored.items() for metric, v in m.items()}
-        for metric in ("auroc", "pauc"):
-            means = [m[metric] for m in scored.values()]
-            if means:
-                values[f"test/{metric}"] = sum(means) / len(means)
-        self.log_dict(values, logger=False)
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

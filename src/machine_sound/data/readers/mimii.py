@@ -5,8 +5,10 @@ Two protocols (`data.reader.protocol`), each with its task:
   module splits them at random, keeping the class ratio.
 - `baseline` (task `id_anomaly`): the MIMII paper's (Purohit et al., 2019, arXiv 1909.09347). The test set is the
   ID's first N normal files (N = its number of abnormal files) and all its abnormal files. Nothing abnormal is
-  left to learn from, so the labels are the machine type's IDs: every ID's other normal files, split by the data
-  module at train:val, and the test files labelled with their own ID and flagged normal or anomalous.
+  left to learn from: a detector (`machine_sound.models.detector`) learns the other normal files of this ID
+  (`train_ids=own`, the paper's autoencoder) or of every ID of the machine type (`train_ids=all`, for a detector
+  that tells IDs apart), split by the data module at train:val; the labels are machine IDs and the test files
+  are labelled with their own ID and flagged normal or anomalous.
 `test_snr` tests across noise levels: a test recording is read from another SNR folder (MIMII's SNR folders hold
 the same machine sounds mixed with the background at other levels).
 """
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 PROTOCOL_TASKS = {"stratified": "binary", "baseline": "id_anomaly"}
+TRAIN_IDS = ("own", "all")
 SNRS = ("-6_dB", "0_dB", "6_dB")  # the noise levels MIMII was released at
 HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip into one folder and set data.root to "
         "it, or use the built-in data=synthetic")
@@ -79,11 +82,14 @@ class MimiiReader:
 
     def __init__(self, root: str | None, snr: str, machine: str, machine_id: str,
                  machines: Mapping[str, Sequence[str]], protocol: str = "stratified", test_snr: str | None = None,
-                 snrs: Sequence[str] = SNRS):
+                 snrs: Sequence[str] = SNRS, train_ids: str = "all"):
         for name, ids in machines.items():
             if not distinct_names(ids):
                 raise ConfigError(f"data.reader.machines.{name}={ids!r}: a list of distinct IDs, such as "
                                   "[id_00,id_02]")
+        if train_ids not in TRAIN_IDS:
+            raise ConfigError(f"data.reader.train_ids={train_ids}: own (this ID's normal files) or all (every ID "
+                              "of the machine type)")
         if protocol not in PROTOCOL_TASKS:
             raise ConfigError(f"data.reader.protocol={protocol}: choose {' or '.join(PROTOCOL_TASKS)}")
         if machine not in machines:
@@ -101,11 +107,8 @@ class MimiiReader:
                                       "another, add it to data.reader.snrs)")
         self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
         self.protocol, self.test_snr = protocol, test_snr if test_snr != snr else None
-        self.ids = tuple(machines[machine])
-        self.task = PROTOCOL_TASKS[protocol]
-        if protocol == "baseline" and len(self.ids) < 2:
-            raise ConfigError(f"data.reader.protocol=baseline learns to tell {machine}'s IDs apart: "
-                              f"data.reader.machines.{machine} lists only {', '.join(self.ids)}")
+        self.ids = tuple(machines[machine]) if train_ids == "all" else (machine_id,)
+        self.task, self.train_ids = PROTOCOL_TASKS[protocol], train_ids
 
     def folders(self) -> list[tuple[str, str, str]]:
         """Every (snr, machine, id) folder this reader reads: what a generator must write first."""
