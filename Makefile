@@ -9,7 +9,7 @@ DIR    ?=
 HOST   ?= localhost
 REAL   ?= ../shared/real-samples
 
-.PHONY: help install train eval predict sweep summarize test test-slow baseline figures bench tensorboard lint clean clean-data
+.PHONY: help install train eval predict sweep compare summarize test test-slow baseline figures bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ predict:  ## score recordings with a checkpoint: make predict CKPT=<file.ckpt> I
 
 sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
 	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)
+
+compare:  ## the normal-only detectors side by side (36 jobs at SNR; table into benchmarks/results/)
+	$(PY) train.py -m sweep=compare snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) \
+		hydra.sweep.dir=outputs/sweeps/compare_$(SNR) $(ARGS)
+	$(PY) benchmarks/compare_detectors.py outputs/sweeps/compare_$(SNR) \
+		--out benchmarks/results/compare_$(SNR)_$$(date +%F).md
 
 summarize:  ## rebuild the results table of a sweep folder: make summarize DIR=outputs/sweeps/<date>
 	@test -n "$(DIR)" || { echo "usage: make summarize DIR=outputs/sweeps/<date> [ARGS='--positive normal']"; exit 2; }

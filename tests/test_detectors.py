@@ -2,7 +2,9 @@
 clips, a fault scoring above the same clip without it, and one machine of your own end to end."""
 
 import csv
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +238,42 @@ def test_dcase2020_with_a_single_machine_id_trains_a_detector(cfg_factory, tmp_p
                                "data.clip_seconds=1.0"))
     assert result["classes"] == ["id_00"] and set(result["per_id"]) == {"id_00"}
     assert result["metrics"]["auroc"] == result["metrics"]["auroc_id_00"]
+
+
+def test_id_all_tests_every_id_with_one_model_of_the_machine_type(cfg_factory, tmp_path):
+    from conftest import make_mimii
+
+    for machine_id in ("id_00", "id_02"):
+        make_mimii(tmp_path / "mimii", n_normal=9, n_abnormal=3, machine_id=machine_id, seconds=1.0)
+    cfg = cfg_factory("data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=all", *BASELINE,
+                      "data.reader.machines.pump=[id_00,id_02]", "model=autoencoder", "data.clip_seconds=1.0")
+    assert cfg.data.reader.train_ids == "all"  # one model per machine type, whatever the detector
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    test = datamodule.splits["test"]
+    assert sorted({(r.label, r.anomalous) for r in test}) == [(0, 0), (0, 1), (1, 0), (1, 1)] and len(test) == 12
+    with pytest.raises(ConfigError, match="id=all tests every ID of the machine type: it needs "
+                                          "data.reader.protocol=baseline"):
+        instantiate(cfg_factory("id=all").data)
+
+
+def test_the_comparison_table_summarises_seeds_and_compares_with_the_autoencoder(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compare_detectors
+
+    values = {("autoencoder", 0): 0.60, ("autoencoder", 1): 0.64, ("embedding_knn", 0): 0.80,
+              ("embedding_knn", 1): 0.84}
+    for (model, seed), auroc in values.items():
+        job = tmp_path / "sweep" / "-6_dB_pump" / "all" / f"seed={seed},model={model}"
+        (job / ".hydra").mkdir(parents=True)
+        per_id = {"id_00": {"auroc": auroc, "pauc": auroc - 0.1}, "id_02": {"auroc": auroc + 0.02, "pauc": 0.5}}
+        (job / "metrics.json").write_text(json.dumps({"task": "id_anomaly", "model": model, "machine": "pump",
+                                                      "snr": "-6_dB", "seed": seed, "per_id": per_id}))
+    compare_detectors.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "table.md")])
+    text = (tmp_path / "table.md").read_text()
+    assert "| pump | id_02 | 0.640 ± 0.028 | 0.840 ± 0.028 |" in text  # mean ± std over the two seeds
+    assert "| **all** | **mean** | **0.630 ± 0.028** | **0.830 ± 0.028** |" in text
+    assert "Best detector: embedding_knn, mean AUROC +0.200 against the autoencoder (2 seeds; beyond" in text
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no finished detector run under"):
+        compare_detectors.main([str(tmp_path / "empty")])

@@ -8,8 +8,8 @@ config derive one setting from another, so `python train.py --cfg job --resolve`
 - `${ms.checkpoint_mode:<monitor>}`: `min` for a loss, `max` otherwise.
 - `${ms.choose:<setting>,<value>,{<value>: <result>, ...}}`: a value looked up in a small table, with a one-line
   error naming the setting when the value is not in it (used to derive the task from `data.reader.protocol`).
-- `${ms.train_ids:${model._target_}}`: `all` for a model that tells machine IDs apart, else `own` (MIMII's
-  baseline protocol trains on every ID's normal files or on this ID's).
+- `${ms.train_ids:${model._target_},${id}}`: `all` for a model that tells machine IDs apart or a run of every ID
+  (`id=all`), else `own` (MIMII's baseline protocol trains on every ID's normal files or on this ID's).
 - `${ms.resumed:${resume},<a>,<b>}`: `<a>` when the command resumes a run (`resume=<run folder>`), else `<b>`.
 - `${swept_overrides:...}`: the part of a sweep job's folder name that tells it apart from the other jobs.
 """
@@ -38,10 +38,13 @@ def _choose(setting: str, value: Any, table: dict) -> Any:
     return table[value]
 
 
-def _train_ids(model_target: str) -> str:
-    """`all` when the model class tells machine IDs apart (its `learns_ids`), `own` otherwise."""
+def _train_ids(model_target: str, machine_id: str = "") -> str:
+    """`all` when the run tests every ID (`id=all`) or the model class tells machine IDs apart (its
+    `learns_ids`), `own` otherwise."""
     from hydra.utils import get_class
 
+    if machine_id == "all":
+        return "all"
     try:
         learns_ids = getattr(get_class(model_target), "learns_ids", True)
     except Exception:  # an unknown class is reported, with its name, when the model is built

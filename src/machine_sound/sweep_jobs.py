@@ -145,7 +145,8 @@ def _jobs_of(folder: Path, cfg, overrides: list[str], pending: bool = False) -> 
         result = json.loads((folder / METRICS_FILE).read_text())
     by_label = getattr(TASKS.get(_job_task(cfg, result)), "by_label", False)  # a bad task: one plain row
     snr = str(cfg.get("snr") or _job_layout(cfg, result))
-    machine_id = str(cfg.get("id") or (ALL_IDS if by_label else ""))
+    one_id = cfg.get("id") not in (None, "all")  # a MIMII run of one ID, or of every ID (id=all, DCASE)
+    machine_id = str(cfg.id) if one_id else (ALL_IDS if by_label else "")
     job = Job(folder, snr, str(cfg.get("machine") or ""), machine_id, int(cfg.seed),
               dict(map(split_override, overrides)), "pending" if pending else "unfinished")
     if result is not None:
@@ -153,7 +154,7 @@ def _jobs_of(folder: Path, cfg, overrides: list[str], pending: bool = False) -> 
         if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID (the job's own ID
             # alone when it names one: MIMII's protocol=baseline learns every ID of the machine type but tests one)
             per_id = sorted((result.get("per_id") or {}).items())
-            return [replace(job, id=i, metrics=m) for i, m in per_id if not cfg.get("id") or i == str(cfg.id)]
+            return [replace(job, id=i, metrics=m) for i, m in per_id if not one_id or i == str(cfg.id)]
     elif not pending and (folder / FAILED_FILE).exists():
         job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
     return [job]

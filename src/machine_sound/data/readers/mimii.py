@@ -8,7 +8,8 @@ Two protocols (`data.reader.protocol`), each with its task:
   left to learn from: a detector (`machine_sound.models.detector`) learns the other normal files of this ID
   (`train_ids=own`, the paper's autoencoder) or of every ID of the machine type (`train_ids=all`, for a detector
   that tells IDs apart), split by the data module at train:val; the labels are machine IDs and the test files
-  are labelled with their own ID and flagged normal or anomalous.
+  are labelled with their own ID and flagged normal or anomalous. `id=all` (`EVERY_ID`) tests every ID of the
+  machine type with one detector learned from all their normal files, as DCASE trains one model per machine type.
 `test_snr` tests across noise levels: a test recording is read from another SNR folder (MIMII's SNR folders hold
 the same machine sounds mixed with the background at other levels).
 """
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ("normal", "abnormal")  # label 0 and 1: abnormal is the positive class
 PROTOCOL_TASKS = {"stratified": "binary", "baseline": "id_anomaly"}
 TRAIN_IDS = ("own", "all")
+EVERY_ID = "all"  # machine_id for the baseline protocol: test every ID of the machine type in one run
 SNRS = ("-6_dB", "0_dB", "6_dB")  # the noise levels MIMII was released at
 HINT = ("download MIMII (Zenodo record 3384388), unzip e.g. -6_dB_pump.zip into one folder and set data.root to "
         "it, or use the built-in data=synthetic")
@@ -94,7 +96,10 @@ class MimiiReader:
             raise ConfigError(f"data.reader.protocol={protocol}: choose {' or '.join(PROTOCOL_TASKS)}")
         if machine not in machines:
             raise ConfigError(f"unknown machine '{machine}'; valid: {', '.join(machines)}")
-        if machine_id not in machines[machine]:
+        if machine_id == EVERY_ID and protocol != "baseline":
+            raise ConfigError(f"id={EVERY_ID} tests every ID of the machine type: it needs "
+                              "data.reader.protocol=baseline (normal vs abnormal is learned per ID)")
+        if machine_id not in machines[machine] and machine_id != EVERY_ID:
             raise ConfigError(f"unknown id '{machine_id}' for {machine}; valid: {', '.join(machines[machine])} "
                               f"(to use another, add it to data.reader.machines.{machine})")
         if not distinct_names(snrs):
@@ -107,7 +112,8 @@ class MimiiReader:
                                       "another, add it to data.reader.snrs)")
         self.root, self.snr, self.machine, self.machine_id = root, snr, machine, machine_id
         self.protocol, self.test_snr = protocol, test_snr if test_snr != snr else None
-        self.ids = tuple(machines[machine]) if train_ids == "all" else (machine_id,)
+        every = train_ids == "all" or machine_id == EVERY_ID
+        self.ids = tuple(machines[machine]) if every else (machine_id,)
         self.task, self.train_ids = PROTOCOL_TASKS[protocol], train_ids
 
     def folders(self) -> list[tuple[str, str, str]]:
@@ -143,7 +149,7 @@ class MimiiReader:
                                 f"{len(abnormal)} abnormal files: the baseline protocol tests on as many normal "
                                 "files as abnormal ones and needs more normal files left to train on")
             records += [self._record(path, label, 0) for path in normal[len(abnormal):]]
-            if machine_id == self.machine_id:  # this run's ID: its test set, labelled by ID and flagged
+            if self.machine_id in (machine_id, EVERY_ID):  # a tested ID: its test set, labelled by ID and flagged
                 if self.test_snr:
                     list_id(self.root, self.test_snr, self.machine, machine_id)
                 test = [(path, 0) for path in normal[:len(abnormal)]] + [(path, 1) for path in abnormal]
