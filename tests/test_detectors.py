@@ -277,3 +277,12 @@ def test_the_comparison_table_summarises_seeds_and_compares_with_the_autoencoder
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no finished detector run under"):
         compare_detectors.main([str(tmp_path / "empty")])
+
+
+def test_eval_of_a_detector_reproduces_its_run(cfg_factory, tmp_path):
+    from machine_sound.eval import evaluate
+
+    result = train(cfg_factory(*BASELINE, "model=embedding_knn", output_dir=tmp_path / "run"))
+    again = evaluate(result["best_checkpoint"], output_dir=tmp_path / "eval")
+    assert again["metrics"] == pytest.approx(result["metrics"]) and again["threshold"] == result["threshold"]
+    assert (tmp_path / "eval" / "test_scores.csv").read_text() == (tmp_path / "run" / "test_scores.csv").read_text()

@@ -301,3 +301,14 @@ def test_a_job_shows_as_unfinished_as_soon_as_it_starts(tmp_path):
     SweepCallback().on_job_start(job_config(folder, tmp_path))
     rows = {r["name"]: r["status"] for r in csv.DictReader((tmp_path / "summary.csv").open()) if r["kind"] == "job"}
     assert rows == {"-6_dB_fan/id_00": "unfinished", "-6_dB_fan/id_02": "pending"}
+
+
+def test_an_id_all_job_gives_a_row_per_id_it_tested(tmp_path):
+    """id=all: one detector per machine type, tested on each of its IDs."""
+    folder = make_job(tmp_path, "pump", "all")
+    per_id = {"id_00": {"auroc": 0.6, "pauc": 0.5}, "id_02": {"auroc": 0.8, "pauc": 0.7}}
+    (folder / "metrics.json").write_text(json.dumps({"metrics": {"auroc": 0.7, "pauc": 0.6}, "task": "id_anomaly",
+                                                     "per_id": per_id}))
+    jobs = job_rows(table_rows(collect(tmp_path)))
+    assert set(jobs) == {"-6_dB_pump/id_00", "-6_dB_pump/id_02"}
+    assert jobs["-6_dB_pump/id_02"]["auroc"] == pytest.approx(0.8)
