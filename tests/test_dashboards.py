@@ -76,3 +76,19 @@ def test_tensorboard_serves_examples_figures_audio_curves_and_hparams(cfg_factor
     assert {"backbone", "machine", "id", "snr", "lr"} <= {h["name"] for h in experiment["hparamInfos"]}
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"test/auroc", "test/pauc", "test/f1"} <= metrics
+
+
+def test_a_normal_only_detector_gets_the_same_dashboards(cfg_factory, tmp_path, tensorboard):
+    """The anomaly score's ROC, histograms of normal against anomalous clips, the decision at the threshold and
+    the HPARAMS row with the detector's name."""
+    run = tmp_path / "run"
+    train(cfg_factory("data.reader.protocol=baseline", "model=embedding_knn", output_dir=run))
+    base = tensorboard(run, ready_tag="test/confusion_matrix")
+    images = set(get(f"{base}/data/plugin/images/tags")["tensorboard"])
+    assert {"examples/id_04", "test/roc", "test/score_histograms", "test/confusion_matrix"} <= images
+    assert "test/pr_curve" in get(f"{base}/data/plugin/pr_curves/tags")["tensorboard"]
+    assert {"test/scores_normal", "test/scores_anomalous"} <= set(get(f"{base}/data/plugin/histograms/tags")
+                                                                    ["tensorboard"])
+    experiment = get(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert {"model", "backbone", "machine", "id"} <= {h["name"] for h in experiment["hparamInfos"]}
+    assert {"test/auroc", "test/pauc", "test/f1"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
