@@ -286,3 +286,22 @@ def test_eval_of_a_detector_reproduces_its_run(cfg_factory, tmp_path):
     again = evaluate(result["best_checkpoint"], output_dir=tmp_path / "eval")
     assert again["metrics"] == pytest.approx(result["metrics"]) and again["threshold"] == result["threshold"]
     assert (tmp_path / "eval" / "test_scores.csv").read_text() == (tmp_path / "run" / "test_scores.csv").read_text()
+
+
+def test_clips_too_short_for_one_autoencoder_vector_are_refused_in_one_line(cfg_factory):
+    from machine_sound.runs import check_fits
+
+    cfg = cfg_factory(*BASELINE, "model=autoencoder", "data.clip_seconds=0.1")
+    model = instantiate(cfg.model, class_names=["id_04"])
+    assert model.min_samples == 4 * 512  # 5 frames, one per hop
+    with pytest.raises(ConfigError, match=r"data.clip_seconds=0.1 gives 1600 samples, fewer than the model's front "
+                                          r"end needs \(2048"):
+        check_fits(cfg, model)
+
+
+def test_a_detector_reports_only_the_ids_it_tested_and_id_all_refuses_train_ids_own(cfg_factory, tmp_path):
+    result = train(cfg_factory(*BASELINE, "model=id_classifier", "data.reader.machines.pump=[id_00,id_02]",
+                               "machine=pump", "id=id_02", output_dir=tmp_path / "run"))
+    assert set(result["per_id"]) == {"id_02"} and "auroc_id_00" not in result["metrics"]
+    with pytest.raises(ConfigError, match="id=all learns one model from the normal files of every ID"):
+        instantiate(cfg_factory(*BASELINE, "id=all", "data.reader.train_ids=own").data)

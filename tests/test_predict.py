@@ -147,6 +147,10 @@ def test_a_model_scored_by_machine_id_gives_each_clip_its_id_fit_anomaly_score(c
     assert all("no anomaly score: neither the name nor a folder names" in r["error"] for r in unknown)
     (known,) = [r for r in rows if r["path"].endswith("clip.wav")]
     assert known["machine_id"] == "id_02" and known["decision"] in ("normal", "anomalous") and not known.get("error")
+    command = [sys.executable, "-m", "machine_sound.predict", f"ckpt_path={result['best_checkpoint']}",
+               f"input={tmp_path / 'other'}", f"output={tmp_path / 'other.csv'}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "scored 1 of 6 files (" in done.stdout and "; 5 name no machine ID)" in done.stdout
 
 
 def test_console_scripts_take_paths_with_equals_signs_commas_and_spaces(trained, tmp_path):

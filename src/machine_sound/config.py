@@ -10,6 +10,7 @@ config derive one setting from another, so `python train.py --cfg job --resolve`
   error naming the setting when the value is not in it (used to derive the task from `data.reader.protocol`).
 - `${ms.train_ids:${model._target_},${id}}`: `all` for a model that tells machine IDs apart or a run of every ID
   (`id=all`), else `own` (MIMII's baseline protocol trains on every ID's normal files or on this ID's).
+- `${ms.machine_name:${.reader.machine_id},${.root}}`: a machine folder's name (the ID, or the root's name).
 - `${ms.resumed:${resume},<a>,<b>}`: `<a>` when the command resumes a run (`resume=<run folder>`), else `<b>`.
 - `${swept_overrides:...}`: the part of a sweep job's folder name that tells it apart from the other jobs.
 """
@@ -52,6 +53,13 @@ def _train_ids(model_target: str, machine_id: str = "") -> str:
     return "all" if learns_ids else "own"
 
 
+def _machine_name(machine_id: Any, root: Any) -> str:
+    """A machine folder's name: `machine_id` when set, else its root folder's name."""
+    if machine_id:
+        return str(machine_id)
+    return Path(str(root)).resolve().name if root else "machine_folder"
+
+
 def _resumed(resume: Any, when_resumed: Any, otherwise: Any) -> Any:
     return when_resumed if resume else otherwise
 
@@ -92,7 +100,7 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
 def register_resolvers() -> None:
     """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
     for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose), ("ms.resumed", _resumed),
-                           ("ms.train_ids", _train_ids),
+                           ("ms.train_ids", _train_ids), ("ms.machine_name", _machine_name),
                            ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -14,6 +14,8 @@ QUIET_WARNINGS = (
     r".*smaller than the logging interval.*",  # tiny data: the epoch's metrics are logged anyway
     r".*Checkpoint directory .* exists and is not empty.*",  # resume=<run folder> writes into its own folder
     r".*samples in targets, .* should be meaningless.*",  # the sanity check's single validation batch
+    r".*`configure_optimizers` returned `None`.*",  # model=embedding_knn learns no weights, by design
+    r".*module\(s\) in eval mode at the start of training.*",  # embedding_knn's frozen backbone, by design
 )
 QUIET_INFO = ("💡 Tip",)  # Lightning's adverts for its cloud services
 

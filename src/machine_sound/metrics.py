@@ -141,12 +141,13 @@ def auroc_by_label(scores: torch.Tensor, anomalous: torch.Tensor, labels: torch.
     return out
 
 
-def gamma_threshold(scores: torch.Tensor, percentile: float = 90.0) -> float:
+def gamma_threshold(scores: torch.Tensor, percentile: float = 90.0, warn=None) -> float:
     """A decision threshold from the anomaly scores of normal clips alone: the `percentile` of a gamma
     distribution fitted to them (shape, location and scale by `scipy.stats.gamma.fit`), as the DCASE 2021-2024
     Task 2 baselines do (`decision_threshold: 0.9` in their `baseline.yaml`), so about 1 - percentile/100 of
     normal clips are called anomalous. With fewer than 3 distinct scores, or a fit that gives no finite percentile,
-    the empirical percentile of the scores is used, with a warning. ValueError for no scores."""
+    the empirical percentile of the scores is used, with a warning (through `warn(message)` when given, e.g. to
+    say it once per machine ID). ValueError for no scores."""
     import logging
 
     import numpy as np
@@ -165,7 +166,7 @@ def gamma_threshold(scores: torch.Tensor, percentile: float = 90.0) -> float:
                 value = float("nan")
         if np.isfinite(value):
             return value
-    logging.getLogger(__name__).warning("no gamma distribution fits these %d normal scores (fewer than 3 distinct "
-                                        "values, or no finite percentile): the threshold is their empirical %g%% "
-                                        "percentile", values.size, percentile)
+    message = (f"no gamma distribution fits {values.size} normal score(s) (fewer than 3 distinct values, or no finite "
+               f"percentile): the threshold is their empirical {percentile:g} % percentile")
+    (warn or logging.getLogger(__name__).warning)(message)
     return float(np.quantile(values, q))

@@ -255,10 +255,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     failed = sum(1 for r in rows if "windows" not in r)
+    unnamed = sum(1 for r in rows if "windows" in r and r.get("error"))  # read, but naming none of the model's IDs
     decided = [r["decision"] for r in rows if r.get("decision")]
     counts = ", ".join(f"{decided.count(c)} {c}" for c in dict.fromkeys(sorted(decided)))
-    print(f"scored {len(rows) - failed} of {len(rows)} files ({counts or 'none'}"
-          f"{f'; {failed} unreadable' if failed else ''}): {output}")
+    print(f"scored {len(rows) - failed - unnamed} of {len(rows)} files ({counts or 'none'}"
+          f"{f'; {failed} unreadable' if failed else ''}{f'; {unnamed} name no machine ID' if unnamed else ''}): "
+          f"{output}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from machine_sound.errors import ConfigError, DataError, require_positive
 from machine_sound.tasks import checkpoint_mode
 
-MODEL_NAMES = {"SpectrogramClassifier": "classifier", "DenseAutoencoder": "autoencoder",
-               "EmbeddingKnn": "embedding_knn", "IdClassifier": "id_classifier"}  # their model= options
 RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
 FORMAT_KEY, FORMAT = "machine_sound_format", 2  # 2: the model owns its front end (2026-11-29)
 _ABSENT = object()
@@ -112,7 +110,8 @@ def check_fits(cfg: DictConfig, model):
     samples = int(round(require_positive("data.clip_seconds", cfg.data.clip_seconds) * decoding.sample_rate))
     if samples < model.min_samples:
         raise ConfigError(f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than the "
-                          f"front end's STFT needs ({model.min_samples}); use longer clips")
+                          f"model's front end needs ({model.min_samples}: its STFT window, or the frames of one "
+                          "vector); use longer clips")
     if cfg.data.sample_rate != rate:
         raise ConfigError(f"data.sample_rate={cfg.data.sample_rate}, but the model's front end hears {rate} Hz audio; "
                           f"keep {rate} and set data.resample=true to resample files at other rates")
@@ -171,14 +170,15 @@ def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epoc
         threshold = dict(zip(classes, model.threshold.tolist()))
     monitor = task.monitor
     rule = f"{'lowest' if checkpoint_mode(monitor) == 'min' else 'highest'} {monitor}"
+    rule += " on normal validation clips" if task.by_label else " on validation clips"
     return {
         "name": datamodule.describe(), "task": task.name, "layout": datamodule.layout,
-        "model": MODEL_NAMES.get(type(model).__name__, type(model).__name__),
+        "model": getattr(model, "option", type(model).__name__),  # its model= option
         **datamodule.identity(), "seed": seed, "backbone": model.hparams.get("backbone"),
         "positive_class": classes[1] if task.decision == "threshold" else None,
         "best_checkpoint": checkpoint, "epochs": epochs,
         # how the checkpoint was chosen: for normal-only detectors on normal validation clips, never on anomalies
-        "checkpoint_rule": rule + (" on normal validation clips" if task.by_label else " on validation clips"),
+        "checkpoint_rule": getattr(model, "checkpoint_rule", None) or rule,
         "threshold": threshold,
         "threshold_percentile": model.hparams.get("threshold_percentile") if task.by_label else None,
         "n_test": dict(zip(classes, datamodule.class_counts("test").tolist())),

@@ -50,6 +50,7 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     if ckpt_path is not None:
         load_checkpoint(ckpt_path)  # one clear line for a checkpoint that cannot be used, before Lightning's load
     datamodule = instantiate(cfg.data)  # validates machine, id and snr before anything is written
+    check_task(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks.append(StoreRunConfig(stored_config(cfg)))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
@@ -69,13 +70,27 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
     else:
         finish_model(model, best, datamodule)
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
     tested = dict(trainer.callback_metrics)  # the test metrics are not logged to the loggers: see log_hparams
     result = metrics_record(datamodule, model, tested, best or None, trainer.current_epoch, cfg.seed)
     write_test_scores(run_dir / "test_scores.csv", datamodule, model)
     write_json(run_dir / "metrics.json", result)
     log_hparams(loggers, result, cfg, trainer.global_step)
     return result
+
+
+def check_task(cfg: DictConfig) -> None:
+    """ConfigError, before any data is written, when the model cannot learn the data's task (a detector of normal
+    recordings given faults to learn, or the classifier given normal recordings only)."""
+    from hydra.utils import get_class
+
+    try:
+        model_class = get_class(cfg.model._target_)
+    except Exception:  # an unknown class is reported, with its name, when the model is built
+        return
+    problem = getattr(model_class, "task_problem", lambda task: None)(cfg.data.task)
+    if problem:
+        raise ConfigError(problem)
 
 
 def finish_model(model, checkpoint_path: str, datamodule) -> None:
@@ -138,7 +153,9 @@ def discard_unstarted(folder: Path) -> None:
     from machine_sound.checks import CREATED
 
     made = folder.resolve() in CREATED
-    if made and folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "train.log"}:
+    # A refusal while the data was checked (a wrong sample rate) comes after the loggers made their folder.
+    if made and folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "train.log", "tensorboard",
+                                                                          "csv"}:
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -113,7 +113,8 @@ def relabel(index: Index, class_names: Sequence[str], flag_is_label: bool = Fals
     record's flag becomes its new label. The records keep their order. Raises ConfigError, naming both lists,
     when the names differ."""
     if sorted(index.class_names) != sorted(class_names) or len(set(class_names)) != len(class_names):
-        raise ConfigError(f"the checkpoint's model tells {', '.join(class_names)} apart, but this data has "
+        learned = f"tells {', '.join(class_names)} apart" if len(class_names) > 1 else f"learned {class_names[0]}"
+        raise ConfigError(f"the checkpoint's model {learned}, but this data has "
                           f"{', '.join(index.class_names)}; evaluate it on data with the same class names")
     new = [list(class_names).index(name) for name in index.class_names]
     records = [replace(r, label=new[r.label], anomalous=new[r.label] if flag_is_label else r.anomalous)

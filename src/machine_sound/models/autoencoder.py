@@ -60,6 +60,8 @@ class DenseAutoencoder(AnomalyDetector):
     channels, each frame holds every channel's bands); `vector_batch` vectors per optimizer step. Raises
     ConfigError for settings that cannot work."""
 
+    option = "autoencoder"
+
     def __init__(
         self,
         task: str = "id_anomaly",
@@ -88,6 +90,13 @@ class DenseAutoencoder(AnomalyDetector):
         self.input_dim = self.frontend.mel.n_mels * frames * self.channels
         self.net = dense_autoencoder(self.input_dim, hidden, bottleneck, layers)
         self.automatic_optimization = False  # several 512-vector steps per batch of clips
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest waveform giving one vector: `frames` STFT frames (centred, one per hop) and more than half
+        an STFT window."""
+        spectrogram = self.frontend.mel.spectrogram
+        return max(spectrogram.n_fft // 2 + 1, (self.hparams.frames - 1) * spectrogram.hop_length)
 
     def vectors(self, wave: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> (batch, vectors, frames * channels * n_mels): every run of `frames`

@@ -67,9 +67,9 @@ class SpectrogramClassifier(L.LightningModule):
     ):
         super().__init__()
         self.task = get_task(task)
-        if self.task.name == NORMAL_ONLY:
-            raise ConfigError(f"data.task={NORMAL_ONLY}: the data holds normal training recordings only, which "
-                              f"model=classifier cannot learn from; choose model={', model='.join(DETECTORS)}")
+        problem = self.task_problem(task)
+        if problem:
+            raise ConfigError(problem)
         # Built on its own, the model takes one mono clip and normal/abnormal; train.py fills both from the data.
         class_names, in_chans = list(class_names or ("normal", "abnormal")), in_chans or 1
         if len(class_names) < 2 or (self.task.name == "binary" and len(class_names) != 2):
@@ -107,6 +107,16 @@ class SpectrogramClassifier(L.LightningModule):
     @property
     def class_names(self) -> list[str]:
         return list(self.hparams.class_names)
+
+    option = "classifier"  # its model= option
+
+    @staticmethod
+    def task_problem(task: str) -> str | None:
+        """Why this model cannot learn `task` (train.py asks before any data is written), or None."""
+        if task == NORMAL_ONLY:
+            return (f"data.task={NORMAL_ONLY}: the data holds normal training recordings only, which "
+                    f"model=classifier cannot learn from; choose model={', model='.join(DETECTORS)}")
+        return None
 
     # -- waveform to score ------------------------------------------------------------------------------------
 

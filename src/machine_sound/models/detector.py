@@ -49,22 +49,21 @@ class AnomalyDetector(L.LightningModule):
     """
 
     learns_ids = False
+    option = "detector"  # its model= option
     optimizer_factory = scheduler_factory = None
 
     def __init__(self, task: str, class_names: Sequence[str] | None, in_chans: int | None,
                  threshold_percentile: float = 90.0):
         super().__init__()
         self.task = get_task(task)
-        name = type(self).__name__
-        if self.task.name != NORMAL_ONLY:
-            raise ConfigError(f"data.task={task}: {name} learns from normal recordings only (task {NORMAL_ONLY}: "
-                              "data.reader.protocol=baseline, data=dcase2020 or data=machine_folder); "
-                              f"task {task} is learned by model=classifier")
+        problem = self.task_problem(task)
+        if problem:
+            raise ConfigError(problem)
         self.ids = list(class_names or ("machine",))
         self.channels = int(in_chans or 1)
         if not isinstance(threshold_percentile, (int, float)) or not 0 < threshold_percentile < 100:
-            raise ConfigError(f"model.threshold_percentile={threshold_percentile!r}: a percentile between 0 and "
-                              "100 (DCASE's baselines: 90)")
+            raise ConfigError(f"model.threshold_percentile={threshold_percentile!r}: a percentile strictly "
+                              "between 0 and 100 (DCASE's baselines: 90)")
         self.register_buffer("threshold", torch.zeros(len(self.ids)))
         self.register_buffer("threshold_fitted", torch.tensor(False))
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
@@ -73,6 +72,15 @@ class AnomalyDetector(L.LightningModule):
         self.confusion: torch.Tensor | None = None  # after the test: rows normal/anomalous, columns decided
         self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None  # (anomaly score, anomalous) per clip
         self.test_decisions: torch.Tensor | None = None  # after the test: 1 where the score passed the threshold
+
+    @classmethod
+    def task_problem(cls, task: str) -> str | None:
+        """Why this detector cannot learn `task` (train.py asks before any data is written), or None."""
+        if task == NORMAL_ONLY:
+            return None
+        return (f"data.task={task}: model={cls.option} learns from normal recordings only (task {NORMAL_ONLY}: "
+                "data.reader.protocol=baseline, data=dcase2020 or data=machine_folder); "
+                f"task {task} is learned by model=classifier")
 
     def _store_shape(self) -> None:
         """After the subclass's `save_hyperparameters`: the class names and channels as resolved here."""
@@ -171,7 +179,10 @@ class AnomalyDetector(L.LightningModule):
         scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
         flags = self.test_flags.compute().long().cpu()
         self.test_outputs = (scores, flags)
-        self.per_id = auroc_by_label(scores, flags, labels, self.ids)
+        # IDs learned but not tested (MIMII: id=id_04 with a detector that learns every ID) are not reported.
+        tested = {self.ids[k] for k in labels.unique().tolist()}
+        self.per_id = {name: m for name, m in auroc_by_label(scores, flags, labels, self.ids).items()
+                       if name in tested}
         missing = {name: m["missing"] for name, m in self.per_id.items() if "missing" in m}
         for name, reason in missing.items():
             log.warning("test AUROC and pAUC of %s are missing: %s", name, reason)
@@ -204,11 +215,20 @@ class AnomalyDetector(L.LightningModule):
         """Every ID's decision threshold from normal clips' scores of that ID (`gamma_threshold`); an ID without
         such clips takes the threshold of all of them."""
         scores, labels = scores.cpu(), labels.long().cpu()
-        pooled = gamma_threshold(scores, self.hparams.threshold_percentile)
-        for k in range(len(self.ids)):
+        percentile = self.hparams.threshold_percentile
+        for k, name in enumerate(self.ids):
             own = scores[labels == k]
-            self.threshold[k] = gamma_threshold(own, self.hparams.threshold_percentile) if len(own) else pooled
+            which = name if len(own) else "every ID (none of its own)"
+            self.threshold[k] = gamma_threshold(own if len(own) else scores, percentile,
+                                                warn=lambda message, which=which: self._warn_once(which, message))
         self.threshold_fitted.fill_(True)
+
+    def _warn_once(self, name: str, message: str) -> None:
+        """A threshold warning, once per machine ID and run (not once per validation epoch)."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if name not in warned:
+            warned.add(name)
+            log.warning("threshold of %s: %s", name, message)
 
     def split_outputs(self, datamodule, split: str, fn, keep_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """`fn(wave)` of every clip of a split, once each and in order (not the training sampler's balanced

@@ -38,6 +38,9 @@ class EmbeddingKnn(AnomalyDetector):
     mode. Raises ConfigError for settings that
     cannot work (an unknown backbone, a missing weights file, a bad `k` or metric)."""
 
+    option = "embedding_knn"
+    checkpoint_rule = "the single pass over the training clips (nothing is chosen)"
+
     def __init__(
         self,
         task: str = "id_anomaly",

@@ -41,6 +41,7 @@ class IdClassifier(AnomalyDetector):
     single machine ID."""
 
     learns_ids = True
+    option = "id_classifier"
 
     def __init__(
         self,

@@ -8,11 +8,14 @@ and the checkpoint, loads with `weights_only=True`, and is resized to the stored
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from machine_sound.errors import ConfigError
 
+log = logging.getLogger(__name__)
 METRICS = ("cosine", "euclidean")
 
 
@@ -64,6 +67,10 @@ class KnnMemory(nn.Module):
         out = torch.full((len(queries), n_ids), float("inf"), device=queries.device)
         for k in range(n_ids):
             rows = self.embeddings[self.labels == k]
+            if 0 < len(rows) < self.k and not getattr(self, "_told", False):
+                self._told = True
+                log.warning("model.k=%d, but machine ID %d has %d training embedding(s): its score averages those",
+                            self.k, k, len(rows))
             if len(rows):
                 out[:, k] = knn_distance(queries, rows, min(self.k, len(rows)), self.metric)
         return out

@@ -96,6 +96,9 @@ class MimiiReader:
             raise ConfigError(f"data.reader.protocol={protocol}: choose {' or '.join(PROTOCOL_TASKS)}")
         if machine not in machines:
             raise ConfigError(f"unknown machine '{machine}'; valid: {', '.join(machines)}")
+        if machine_id == EVERY_ID and train_ids == "own":
+            raise ConfigError(f"id={EVERY_ID} learns one model from the normal files of every ID: "
+                              "data.reader.train_ids=own cannot apply; choose an ID to learn one ID's files")
         if machine_id == EVERY_ID and protocol != "baseline":
             raise ConfigError(f"id={EVERY_ID} tests every ID of the machine type: it needs "
                               "data.reader.protocol=baseline (normal vs abnormal is learned per ID)")
