@@ -30,7 +30,9 @@ def make_cfg(output_dir: Path, data_dir: Path, overrides=()):
     real_data = [o for o in overrides if o.startswith("data=") and o != "data=synthetic" or o == "sweep=dcase2020"]
     if real_data:  # no generator to shrink
         small = [o for o in small if not o.startswith("data.generator.")]
-    if "model=autoencoder" in overrides:  # its front end is the DCASE baseline's, never standardised
+    autoencoder = "model=autoencoder" in overrides or (  # sweep=dcase2020 picks it too
+        "sweep=dcase2020" in overrides and not any(o.startswith("model=") for o in overrides))
+    if autoencoder:  # its front end is the DCASE baseline's, never standardised
         small = [o for o in small if not o.startswith("model.norm_clips")]
     return compose([f"paths.output_dir={output_dir}", f"paths.data_dir={data_dir}", *small, *overrides])
 

@@ -294,8 +294,8 @@ def test_clips_too_short_for_one_autoencoder_vector_are_refused_in_one_line(cfg_
     cfg = cfg_factory(*BASELINE, "model=autoencoder", "data.clip_seconds=0.1")
     model = instantiate(cfg.model, class_names=["id_04"])
     assert model.min_samples == 4 * 512  # 5 frames, one per hop
-    with pytest.raises(ConfigError, match=r"data.clip_seconds=0.1 gives 1600 samples, fewer than the model's front "
-                                          r"end needs \(2048"):
+    with pytest.raises(ConfigError, match=r"data.clip_seconds=0.1 gives 1600 samples, fewer than one of the model's "
+                                          r"vectors needs \(2048: model.frames STFT frames\); use longer clips"):
         check_fits(cfg, model)
 
 

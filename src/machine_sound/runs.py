@@ -109,9 +109,11 @@ def check_fits(cfg: DictConfig, model):
                           f"was trained on {channels}")
     samples = int(round(require_positive("data.clip_seconds", cfg.data.clip_seconds) * decoding.sample_rate))
     if samples < model.min_samples:
-        raise ConfigError(f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than the "
-                          f"model's front end needs ({model.min_samples}: its STFT window, or the frames of one "
-                          "vector); use longer clips")
+        window = model.frontend.mel.spectrogram.n_fft // 2 + 1
+        needs = (f"the front end's STFT needs ({window})" if model.min_samples <= window else
+                 f"one of the model's vectors needs ({model.min_samples}: model.frames STFT frames)")
+        raise ConfigError(f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than {needs}; "
+                          "use longer clips")
     if cfg.data.sample_rate != rate:
         raise ConfigError(f"data.sample_rate={cfg.data.sample_rate}, but the model's front end hears {rate} Hz audio; "
                           f"keep {rate} and set data.resample=true to resample files at other rates")
