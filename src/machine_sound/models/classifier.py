@@ -27,7 +27,7 @@ from machine_sound.metrics import (
     with_balanced_accuracy,
 )
 from machine_sound.models.backbone import create_backbone
-from machine_sound.models.detector import DETECTORS, NORMAL_ONLY
+from machine_sound.models.detector import DETECTORS, NORMAL_ONLY, configure_optimizers
 from machine_sound.models.frontend import LogMelFrontend, SpecAugment
 from machine_sound.tasks import get_task
 
@@ -254,10 +254,4 @@ class SpectrogramClassifier(L.LightningModule):
             self.confusion = multiclass_confusion_matrix(scores, labels, len(self.class_names))
 
     def configure_optimizers(self):
-        if self.optimizer_factory is None:
-            raise ConfigError("model.optimizer is not set")
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
-                                                         "interval": "epoch"}}
+        return configure_optimizers(self)

@@ -33,6 +33,18 @@ NORMAL_ONLY = "id_anomaly"
 DETECTORS = ("autoencoder", "embedding_knn", "id_classifier")
 
 
+def configure_optimizers(module: L.LightningModule):
+    """A model's optimizer (`module.optimizer_factory` on all its parameters, margin-loss centres included) and,
+    when it has one, its scheduler stepped once per epoch; ConfigError when no optimizer is set."""
+    if module.optimizer_factory is None:
+        raise ConfigError("model.optimizer is not set")
+    optimizer = module.optimizer_factory(params=module.parameters())
+    if module.scheduler_factory is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": module.scheduler_factory(optimizer=optimizer),
+                                                     "interval": "epoch"}}
+
+
 class AnomalyDetector(L.LightningModule):
     """Base of the normal-only detectors. Batches are `(wave, label, anomalous)`: wave (batch, channels, samples)
     float32 at `frontend.sample_rate`, label the machine ID's index in `class_names`, anomalous 0 or 1 (test only).
@@ -257,10 +269,4 @@ class AnomalyDetector(L.LightningModule):
         return False
 
     def configure_optimizers(self):
-        if self.optimizer_factory is None:
-            raise ConfigError("model.optimizer is not set")
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
-                                                         "interval": "epoch"}}
+        return configure_optimizers(self)
