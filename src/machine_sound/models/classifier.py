@@ -9,7 +9,6 @@ without unpickling objects. What it learns and how test clips are scored follows
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Sequence
 
 import lightning as L
@@ -30,8 +29,6 @@ from machine_sound.models.backbone import create_backbone
 from machine_sound.models.detector import DETECTORS, NORMAL_ONLY, configure_optimizers
 from machine_sound.models.frontend import LogMelFrontend, SpecAugment
 from machine_sound.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 
 class SpectrogramClassifier(L.LightningModule):
@@ -97,7 +94,7 @@ class SpectrogramClassifier(L.LightningModule):
             setattr(self, f"{stage}_metrics", metric_set(self.task.metrics, len(class_names), threshold))
         # Validation scores wait for the epoch's threshold; test scores are kept for the record and the dashboards.
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
-        self.test_scores, self.test_labels, self.test_flags = CatMetric(), CatMetric(), CatMetric()
+        self.test_scores, self.test_labels = CatMetric(), CatMetric()
         self.confusion: torch.Tensor | None = None  # after the test: rows true class, columns predicted
         self.per_id = None  # kept for the metrics record: per-ID metrics are the detectors'
         # After the test, every clip's score and label in test-loader order (for the dashboards): binary:
@@ -188,7 +185,6 @@ class SpectrogramClassifier(L.LightningModule):
         _, logits, label = self._step(batch, "test")
         self.test_scores.update(self.clip_scores(logits).detach())
         self.test_labels.update(label)
-        self.test_flags.update(batch[2])
 
     def predict_step(self, batch, batch_idx):
         """Class probabilities (batch, classes) of a batch whose first element is the waveforms."""
@@ -231,7 +227,7 @@ class SpectrogramClassifier(L.LightningModule):
             self.log("val/threshold", self.threshold)
 
     def on_test_epoch_start(self) -> None:
-        for metric in (self.test_scores, self.test_labels, self.test_flags):
+        for metric in (self.test_scores, self.test_labels):
             metric.reset()
 
     def on_test_epoch_end(self) -> None:
