@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import CatMetric
@@ -28,10 +27,11 @@ from machine_sound.metrics import (
 from machine_sound.models.backbone import create_backbone
 from machine_sound.models.detector import DETECTORS, NORMAL_ONLY, configure_optimizers
 from machine_sound.models.frontend import LogMelFrontend, SpecAugment
+from machine_sound.models.waveform import WaveformModel
 from machine_sound.tasks import get_task
 
 
-class SpectrogramClassifier(L.LightningModule):
+class SpectrogramClassifier(WaveformModel):
     """`forward(wave)`: wave (batch, channels, samples) float32 at `frontend["sample_rate"]` -> logits (batch,
     len(class_names)), in the model's precision. Batches are `(wave, label, anomalous)` for every task.
 
@@ -117,17 +117,8 @@ class SpectrogramClassifier(L.LightningModule):
 
     # -- waveform to score ------------------------------------------------------------------------------------
 
-    @property
-    def min_samples(self) -> int:
-        """The shortest waveform the front end takes: more than half its STFT window (centred frames)."""
-        return self.frontend.mel.spectrogram.n_fft // 2 + 1
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        channels, shortest = self.hparams.in_chans, self.min_samples
-        if wave.dim() != 3 or wave.shape[1] != channels or wave.shape[2] < shortest:
-            raise ValueError(f"expected waveforms (batch, {channels}, samples >= {shortest}) at "
-                             f"{self.frontend.sample_rate} Hz, the channels the model was trained on; got "
-                             f"{tuple(wave.shape)}")
+        self.check_wave(wave)
         spec = self.frontend(wave)
         if self.training and self.augment is not None:
             spec = self.augment(spec)
@@ -137,24 +128,6 @@ class SpectrogramClassifier(L.LightningModule):
         """A clip's score by the task: p(positive) (binary) or every class's probability (multiclass)."""
         probs = logits.float().softmax(dim=-1)
         return probs[:, 1] if self.task.score == "positive" else probs
-
-    # -- fitting the front end --------------------------------------------------------------------------------
-
-    def setup(self, stage: str) -> None:
-        """Before training: fit the per-band normalisation on up to `norm_clips` training clips (never val or
-        test); a checkpoint being resumed overwrites it with its own."""
-        if stage != "fit" or bool(self.frontend.fitted):
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "clips"):
-            raise MachineSoundError("the front end's normalisation is fitted on the data module's training clips; "
-                                    "train with an AudioDataModule (machine_sound.data.datamodule)")
-        waves = datamodule.clips("train", self.hparams.norm_clips)
-        self.frontend.fit(self.frontend.log_mel(waves))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The trained weights are in the checkpoint: loading it must not fetch or read pretrained ones.
-        checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
 
     # -- steps --------------------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import (
 
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import auroc_by_label, gamma_threshold
+from machine_sound.models.waveform import WaveformModel
 from machine_sound.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def configure_optimizers(module: L.LightningModule):
                                                      "interval": "epoch"}}
 
 
-class AnomalyDetector(L.LightningModule):
+class AnomalyDetector(WaveformModel):
     """Base of the normal-only detectors. Batches are `(wave, label, anomalous)`: wave (batch, channels, samples)
     float32 at `frontend.sample_rate`, label the machine ID's index in `class_names`, anomalous 0 or 1 (test only).
 
@@ -104,18 +105,6 @@ class AnomalyDetector(L.LightningModule):
 
     # -- waveform to score ------------------------------------------------------------------------------------
 
-    @property
-    def min_samples(self) -> int:
-        """The shortest waveform the front end takes: more than half its STFT window (centred frames)."""
-        return self.frontend.mel.spectrogram.n_fft // 2 + 1
-
-    def check_wave(self, wave: torch.Tensor) -> None:
-        channels, shortest = self.channels, self.min_samples
-        if wave.dim() != 3 or wave.shape[1] != channels or wave.shape[2] < shortest:
-            raise ValueError(f"expected waveforms (batch, {channels}, samples >= {shortest}) at "
-                             f"{self.frontend.sample_rate} Hz, the channels the model was trained on; got "
-                             f"{tuple(wave.shape)}")
-
     def id_scores(self, wave: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -127,25 +116,6 @@ class AnomalyDetector(L.LightningModule):
     def anomaly_score(self, wave: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """(batch,) anomaly scores of clips of the given machine IDs (indices into `class_names`)."""
         return self(wave).float().gather(1, label[:, None]).squeeze(1)
-
-    # -- fitting the front end ----------------------------------------------------------------------------------
-
-    def setup(self, stage: str) -> None:
-        """Before training: fit the front end's per-band statistics on up to `norm_clips` training clips where it
-        standardises (a resumed checkpoint overwrites them with its own)."""
-        if stage != "fit" or not self.frontend.needs_fit:
-            return
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not hasattr(datamodule, "clips"):
-            raise MachineSoundError("the front end's normalisation is fitted on the data module's training clips; "
-                                    "train with an AudioDataModule (machine_sound.data.datamodule)")
-        waves = datamodule.clips("train", int(self.hparams.get("norm_clips", 64)))
-        self.frontend.fit(self.frontend.log_mel(waves))
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The trained weights are in the checkpoint: loading it must not fetch or read pretrained ones.
-        if "pretrained" in checkpoint["hyper_parameters"]:
-            checkpoint["hyper_parameters"].update(pretrained=False, weights_path=None)
 
     # -- validation: the threshold from normal clips -------------------------------------------------------------
 
