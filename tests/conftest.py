@@ -27,7 +27,8 @@ SMALL = [
 
 def make_cfg(output_dir: Path, data_dir: Path, overrides=()):
     small = SMALL
-    real_data = [o for o in overrides if o.startswith("data=") and o != "data=synthetic" or o == "sweep=dcase2020"]
+    real_data = [o for o in overrides if o.startswith("data=") and o != "data=synthetic"
+                 or o in ("sweep=dcase2020", "sweep=dcase", "sweep=synthetic_dcase")]
     if real_data:  # no generator to shrink
         small = [o for o in small if not o.startswith("data.generator.")]
     autoencoder = "model=autoencoder" in overrides or (  # sweep=dcase2020 picks it too

@@ -43,7 +43,7 @@ def test_an_entry_is_decoded_once_and_reused_by_later_runs(cfg_factory, tmp_path
     second = setup_mimii(cfg_factory, tmp_path / "mimii", *cache)
     assert len(calls) == 7  # nothing decoded again
     assert first.sources == second.sources
-    clip, _, _ = second.dataset("train")[0]
+    clip = second.dataset("train")[0][0]
     path = second.splits["train"][0].path
     assert np.allclose(clip.numpy(), decode(path, second.decoding)[0], atol=1 / 32768)
 

@@ -94,9 +94,11 @@ def test_predict_errors_are_one_line(trained, tmp_path):
     for override, message in refused.items():
         with pytest.raises(ConfigError, match=message):
             predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "out.csv", overrides=[override])
-    for output in (tmp_path / "in", tmp_path / "in" / "a.wav"):  # a folder, or a recording it would overwrite
-        with pytest.raises(ConfigError, match=f"output={output}: give the path of a .csv file"):
-            predict(result["best_checkpoint"], tmp_path / "in", output)
+    with pytest.raises(ConfigError, match=f"output={tmp_path / 'in' / 'a.wav'}: give the path of a .csv file"):
+        predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "in" / "a.wav")  # it would overwrite a recording
+    with pytest.raises(ConfigError, match=f"output={tmp_path / 'in'}: a folder receives the DCASE challenge's result "
+                                          "files, for a model trained with data=dcase; give the path of a .csv file"):
+        predict(result["best_checkpoint"], tmp_path / "in", tmp_path / "in")
     command = [sys.executable, "-m", "machine_sound.predict", f"ckpt_path={tmp_path / 'missing.ckpt'}",
                f"input={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)

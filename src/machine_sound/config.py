@@ -97,11 +97,27 @@ def swept_overrides(sweep_dir: str, task_overrides: list[str]) -> str:
     return "/" + ",".join(parts) if parts else ""
 
 
+def _machine_types(root) -> str:
+    """`sweep=dcase`: every machine type folder under a DCASE root, comma-separated for the sweeper; ConfigError
+    when there is none."""
+    from pathlib import Path
+
+    from machine_sound.data.readers.dcase import HINT, machine_types
+
+    if root is None:
+        raise ConfigError("sweep=dcase sweeps the machine types under data.root: set data.root")
+    found = machine_types(Path(root))
+    if not found:
+        raise ConfigError(f"sweep=dcase: no machine type (a folder with train/) in data.root={root}; {HINT}")
+    return ",".join(found)
+
+
 def register_resolvers() -> None:
     """Register this project's OmegaConf resolvers (once; before a config that uses them is resolved)."""
     for name, resolver in (("ms.task", _task_field), ("ms.choose", _choose), ("ms.resumed", _resumed),
                            ("ms.train_ids", _train_ids), ("ms.machine_name", _machine_name),
-                           ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides)):
+                           ("ms.checkpoint_mode", checkpoint_mode), ("swept_overrides", swept_overrides),
+                           ("ms.machine_types", _machine_types)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 

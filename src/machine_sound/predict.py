@@ -2,6 +2,7 @@
 
     python -m machine_sound.predict ckpt_path=<file> input=<file or folder> [output=<csv>] [aggregate=mean|max]
     (or machine-sound-predict ..., once installed)
+    output=<folder> (a model of data=dcase): predictions.csv and the DCASE challenge's result files there
 
 The checkpoint's model turns waveforms into scores by itself (front end, statistics, weights, threshold); its
 stored run config says how to read a file (sample rate, channel choice, clip length). A recording of any length
@@ -26,6 +27,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from machine_sound.console import quiet_lightning
@@ -143,9 +145,9 @@ class PredictionWriter(BasePredictionWriter):
                                     f"machine IDs ({', '.join(names)})"}
         k = names.index(machine_id)
         score, threshold = float(scores[k]), float(model.threshold[k])
-        row.update(machine_id=machine_id, anomaly_score=round(score, 6))
+        row.update(machine_id=machine_id, anomaly_score=float(f"{score:.7g}"))
         if bool(model.threshold_fitted):  # a checkpoint without a validation epoch has none
-            row.update(threshold=round(threshold, 6), decision="anomalous" if score > threshold else "normal")
+            row.update(threshold=float(f"{threshold:.7g}"), decision="anomalous" if score > threshold else "normal")
         return row
 
 
@@ -195,6 +197,10 @@ def own_id(path: Path, ids: list[str]) -> str | None:
     for machine_id in ids:
         if f"_{machine_id}_" in name:
             return machine_id
+    for machine_id in ids:  # DCASE with machine=all: `<machine>_section_XX`, the machine type's folder above
+        machine, _, section = machine_id.rpartition("_section_")
+        if machine and f"_section_{section}_" in name and machine in path.parent.parts:
+            return machine_id
     return next((part for part in reversed(path.parent.parts) if part in ids), None)
 
 
@@ -202,31 +208,42 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
             overrides: list[str] = ()) -> tuple[Path, list[dict]]:
     """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac by
     `find_inputs`); write the CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and
-    rows. DataError when no file can be scored: none readable or, for a model scored by machine ID, none naming
-    one of its IDs."""
+    rows. `output` may be a folder for a model trained on DCASE 2021-2025 data: predictions.csv and the
+    challenge's result files (`machine_sound.challenge_files`) go there. DataError when no file can be scored:
+    none readable or, for a model scored by machine ID, none naming one of its IDs."""
     if aggregate not in AGGREGATES:
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
     quiet_lightning()
     if output is None:
         output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
     output = Path(output)
-    if output.suffix.lower() != ".csv" or output.is_dir():
-        raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists)")
+    challenge = output.is_dir() or (not output.exists() and not output.suffix)
+    if output.suffix.lower() != ".csv" and not challenge:
+        raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists), "
+                          "or a folder for the DCASE challenge's result files")
+    if challenge:  # a folder: the DCASE result files (checked against the model once it is loaded)
+        output = output / "predictions.csv"
     made = not output.parent.exists()
     try:  # a folder that cannot be made fails now, not after every file is scored
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise unwritable(output, err) from None
     try:
-        return _predict(ckpt_path, source, output, aggregate, overrides)
+        return _predict(ckpt_path, source, output, aggregate, overrides, challenge)
     except BaseException:  # a prediction that failed leaves no empty folder behind
         if made and output.parent.is_dir() and not any(output.parent.iterdir()):
             output.parent.rmdir()
         raise
 
 
-def _predict(ckpt_path, source, output: Path, aggregate: str, overrides) -> tuple[Path, list[dict]]:
+def _predict(ckpt_path, source, output: Path, aggregate: str, overrides,
+             challenge: bool = False) -> tuple[Path, list[dict]]:
     cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
+    layout = str(OmegaConf.select(cfg, "data.reader._target_", default="") or "").rsplit(".", 1)[-1]
+    if challenge and layout != "DcaseReader":
+        raise ConfigError(f"output={output.parent}: a folder receives the DCASE challenge's result files, for a "
+                          "model trained with data=dcase; give the path of a .csv file to write (it is replaced if "
+                          "it exists)")
     model = load_model(ckpt_path, cfg)
     decoding = check_fits(cfg, model)
     dataset = RecordingWindows(find_inputs(source), decoding, int(round(cfg.data.clip_seconds * decoding.sample_rate)))
@@ -239,6 +256,11 @@ def _predict(ckpt_path, source, output: Path, aggregate: str, overrides) -> tupl
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])
     loader = DataLoader(dataset, batch_size=int(cfg.data.batch_size), pin_memory=torch.cuda.is_available())
     trainer.predict(model, dataloaders=loader, return_predictions=False)
+    if challenge:
+        from machine_sound.challenge_files import write_result_files
+
+        written = write_result_files(output.parent, writer.rows, OmegaConf.select(cfg, "machine", default=None))
+        log.info("wrote %d DCASE result file(s) into %s", len(written), output.parent)
     return output, writer.rows
 
 

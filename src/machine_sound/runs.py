@@ -187,9 +187,22 @@ def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epoc
         "bad_files_skipped": len(datamodule.bad_files),
         "metrics": {k.removeprefix("test/"): float(v) for k, v in tested.items() if k.startswith("test/")},
         "per_id": model.per_id,
+        **challenge_record(datamodule, model),
         # rows: true class, columns: predicted, in `classes` order (none without a decision)
         "confusion": model.confusion.tolist() if model.confusion is not None else None,
     }
+
+
+def challenge_record(datamodule, model) -> dict:
+    """DCASE 2021-2025 data: which evaluator's rules scored the test, and why the official score is missing when
+    it is (`machine_sound.challenge`); nothing for other data."""
+    from machine_sound.challenge import official_score
+
+    evaluator = getattr(datamodule, "evaluator", None)
+    if not evaluator or not getattr(model, "per_id", None):
+        return {}
+    score, why = official_score(model.per_id, evaluator)
+    return {"evaluator": evaluator, **({"official_score_missing": why} if score is None else {})}
 
 
 def write_test_scores(path: Path, datamodule, model) -> None:
@@ -246,7 +259,10 @@ def summary(result: dict, folder: str | Path) -> str:
     m = result["metrics"]
     shown = [(label, m[key]) for key, label in (("auroc", "AUROC"), ("pauc", "pAUC"), ("f1", "F1"),
                                                  ("balanced_accuracy", "balanced accuracy")) if key in m]
-    return (f"{result['name']}: test " + "  ".join(f"{label} {value:.3f}" for label, value in shown) + "\n"
+    tested = "  ".join(f"{label} {value:.3f}" for label, value in shown)
+    if result.get("untested"):
+        tested = "not tested (evaluation clips without labels: score them with machine_sound.predict)"
+    return (f"{result['name']}: test {tested}\n"
             f"run folder: {folder}\n"
             f"dashboard:  tensorboard --logdir {folder}")
 

@@ -38,7 +38,12 @@ IDENTITY_KEYS = ("snr", "machine", "id", "seed")  # what names a row (seed is av
 COLUMNS = {  # metric -> (header, shown in percent)
     "precision": ("P %", True), "recall": ("R %", True), "accuracy": ("Acc %", True), "f1": ("F1", False),
     "balanced_accuracy": ("Bal. acc.", False), "auroc": ("AUROC", False), "pauc": ("pAUC", False),
+    # DCASE 2021-2025 (machine_sound.challenge), shown where a job has them
+    "auroc_source": ("AUROC (source)", False), "auroc_target": ("AUROC (target)", False),
+    "pauc_source": ("pAUC (source)", False), "pauc_target": ("pAUC (target)", False),
+    "official_score": ("official score", False),
 }
+CHALLENGE = ("auroc_source", "auroc_target", "pauc_source", "pauc_target", "official_score")
 STATUSES = ("failed", "unfinished", "pending")  # a cell's status: the first of these that one of its jobs has
 
 
@@ -132,23 +137,44 @@ def _means(rows: list[dict]) -> list[dict]:
                "positive": _distinct(r["positive"] for r in members),
                "finished": sum(r["finished"] for r in members), "seeds": "", "error": "", "folders": "",
                "name": label + (f" [{variant}]" if variant else "")}
-        out.append(_add_mean_std(row, members))
+        out.append(_official_score(_add_mean_std(row, members), members))
     return out
 
 
+def _official_score(row: dict, members: list[dict]) -> dict:
+    """A mean row of DCASE 2021-2025 cells: the official score is the harmonic mean of every member's terms
+    (AUROC per domain and pAUC, floored as the evaluators do), not a mean of the members' scores."""
+    from machine_sound.challenge import hmean_floored
+
+    if not any(m.get("official_score") is not None for m in members):
+        return row
+    terms = ["auroc_source", "auroc_target", "pauc_source", "pauc_target"] if any(
+        m.get("pauc_source") is not None for m in members) else ["auroc_source", "auroc_target", "pauc"]
+    values = [m.get(t) for m in members for t in terms]
+    complete = len(members) > 0 and all(v is not None for v in values)
+    row["official_score"], row["official_score_std"] = (hmean_floored(values), None) if complete else (None, None)
+    return row
+
+
 def _cell(row: dict, metric: str) -> str:
-    value, std = row[metric], row[f"{metric}_std"]
+    value, std = row.get(metric), row.get(f"{metric}_std")
     if value is None:
         return "–"
     percent = COLUMNS[metric][1]
     text = f"{100 * value:.0f}" if percent else f"{value:.3f}"
-    if row["kind"] == "job" and row["finished"] > 1:
+    if row["kind"] == "job" and row["finished"] > 1 and std is not None:
         text += f" ± {100 * std:.0f}" if percent else f" ± {std:.3f}"
     return text
 
 
+def shown_columns(rows: list[dict]) -> list[str]:
+    """The metrics of the markdown table: every column but the DCASE ones, which appear where a row has them."""
+    return [m for m in COLUMNS if m not in CHALLENGE or any(r.get(m) is not None for r in rows)]
+
+
 def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
-    headers = ["device", "positive", *(h for h, _ in COLUMNS.values()), "runs", "status"]
+    columns = shown_columns(rows)
+    headers = ["device", "positive", *(COLUMNS[m][0] for m in columns), "runs", "status"]
     chosen = "positive class" if positive == "abnormal" else "negative (healthy) class (--positive normal)"
     lines = [f"# Sweep summary: {sweep_dir}", "",
              f"Written {datetime.now():%Y-%m-%d %H:%M} on {machine_description()}. Test split of each job; P, R and "
@@ -159,7 +185,7 @@ def to_markdown(rows: list[dict], sweep_dir: Path, positive: str) -> str:
     for row in rows:
         name = row["name"] if row["kind"] == "job" else f"**{row['name']}**"
         status = row["status"] + (f": {row['error']}" if row["error"] else "")
-        lines.append("| " + " | ".join([name, row["positive"] or "–", *(_cell(row, m) for m in COLUMNS),
+        lines.append("| " + " | ".join([name, row["positive"] or "–", *(_cell(row, m) for m in columns),
                                         f"{row['finished']}/{row['runs']}", status]) + " |")
     jobs = [r for r in rows if r["kind"] == "job"]
     counts = ", ".join(f"{sum(r[f'n_{s}'] for r in jobs)} {s}" for s in STATUSES)

@@ -154,7 +154,14 @@ def _jobs_of(folder: Path, cfg, overrides: list[str], pending: bool = False) -> 
         if by_label:  # AUROC and pAUC within each machine ID the job tested: a row per ID (the job's own ID
             # alone when it names one: MIMII's protocol=baseline learns every ID of the machine type but tests one)
             per_id = sorted((result.get("per_id") or {}).items())
-            return [replace(job, id=i, metrics=m) for i, m in per_id if not one_id or i == str(cfg.id)]
+            if result.get("evaluator"):  # DCASE 2021-2025: each section's own official score (its terms' h-mean)
+                from machine_sound.challenge import official_score
+
+                per_id = [(i, {**m, "official_score": official_score({i: m}, result["evaluator"])[0]})
+                          for i, m in per_id]
+            rows = [replace(job, id=i, metrics=m) for i, m in per_id if not one_id or i == str(cfg.id)]
+            if rows or not result.get("untested"):
+                return rows
     elif not pending and (folder / FAILED_FILE).exists():
         job.status, job.error = "failed", json.loads((folder / FAILED_FILE).read_text()).get("error", "")
     return [job]

@@ -52,10 +52,13 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     datamodule = instantiate(cfg.data)  # validates machine, id and snr before anything is written
     check_task(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    callbacks.append(StoreRunConfig(stored_config(cfg)))
+    store = StoreRunConfig(stored_config(cfg))
+    callbacks.append(store)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     datamodule.prepare_data()  # the synthetic data is written here; the model's shape needs the index
+    if cfg.data.get("clip_seconds", 0) is None:  # the layout's own clip length (DCASE 2021-2025), kept for predict
+        cfg.data.clip_seconds = store.config["data"]["clip_seconds"] = datamodule.clip_seconds
     L.seed_everything(cfg.seed, workers=True)
     model = instantiate(cfg.model, **shape_from_data(cfg.model, datamodule))
     check_fits(cfg, model)
@@ -70,10 +73,18 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
     else:
         finish_model(model, best, datamodule)
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
-    tested = dict(trainer.callback_metrics)  # the test metrics are not logged to the loggers: see log_hparams
+    untested = datamodule.index.untested if not datamodule.splits["test"] else ""
+    tested = {}
+    if untested:  # an evaluation set: its test clips have no labels, predict scores them
+        log.warning("not tested: %s", untested)
+    else:
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
+        tested = dict(trainer.callback_metrics)  # the test metrics are not logged to the loggers: see log_hparams
     result = metrics_record(datamodule, model, tested, best or None, trainer.current_epoch, cfg.seed)
-    write_test_scores(run_dir / "test_scores.csv", datamodule, model)
+    if untested:
+        result["untested"] = untested
+    else:
+        write_test_scores(run_dir / "test_scores.csv", datamodule, model)
     write_json(run_dir / "metrics.json", result)
     log_hparams(loggers, result, cfg, trainer.global_step)
     return result
@@ -112,10 +123,20 @@ def finish_model(model, checkpoint_path: str, datamodule) -> None:
 def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:
     """The backbone's input channels and the class names come from the data (channels selected, classes or IDs
     found); a value set by hand in model.* must agree with it."""
+    import inspect
+
+    from hydra.utils import get_class
+
     shape = {"in_chans": datamodule.in_chans, "class_names": list(datamodule.class_names)}
+    try:
+        accepted = inspect.signature(get_class(model_cfg._target_)).parameters
+    except Exception:  # an unknown class is reported, with its name, when the model is built
+        accepted = {}
+    if "aux_names" in accepted:  # a detector that learns auxiliary classes (DCASE: section x attribute)
+        shape.update(aux_names=list(datamodule.aux_names), aux_labels=list(datamodule.aux_labels))
     for key, value in shape.items():
         given = model_cfg.get(key)
-        if given is not None and (list(given) if key == "class_names" else given) != value:
+        if given is not None and (list(given) if isinstance(value, list) else given) != value:
             raise ConfigError(f"model.{key}={given} but the data gives {value} (data.channel, classes); "
                               f"leave model.{key} unset (null) to follow the data")
     return shape
@@ -208,7 +229,7 @@ def main(cfg: DictConfig) -> float:
         if gpu_lock is not None:
             gpu_lock.close()
     print_result(summary(result, cfg.paths.output_dir))
-    return result["metrics"]["auroc"]
+    return result["metrics"].get("auroc", 0.0)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The data path shared by every layout: a reader's index in, batches of waveforms out.
 
 `AudioDataModule` takes any reader (`data/readers/`), and in `setup` checks every file once (decoding it into the
-cache), skips or refuses bad files, splits what the dataset leaves unsplit, and serves `(wave, label, anomalous)`
-batches: wave (batch, channels, samples) float32 at `sample_rate`, label (batch,) int64, anomalous (batch,) int64
-(1 abnormal, 0 normal, -1 not a fault class). The log-mel front end belongs to the model, not here.
+cache), skips or refuses bad files, splits what the dataset leaves unsplit, and serves
+`(wave, label, anomalous, domain, aux)` batches: wave (batch, channels, samples) float32 at `sample_rate`, label
+(batch,) int64, anomalous (batch,) int64 (1 abnormal, 0 normal, -1 not a fault class), domain (batch,) int64
+(`DOMAINS`: 0 source, 1 target, -1 none) and aux (batch,) int64, the auxiliary class an ID classifier learns (the
+label where the layout has none). The log-mel front end belongs to the model, not here.
 """
 
 from __future__ import annotations
@@ -20,66 +22,21 @@ from typing import Mapping, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length, verify
+from machine_sound.data.audio import BadFileError, Decoding, verify
 from machine_sound.data.cache import DecodedCache
+from machine_sound.data.dataset import ClipDataset, resolve_workers, split_fractions
 from machine_sound.data.records import Index, Record
-from machine_sound.data.sampler import EpochSampler
-from machine_sound.data.split import SPLITS, check_fractions, stratified_split
+from machine_sound.data.sampler import EpochSampler, domain_share_weights
+from machine_sound.data.split import SPLITS, stratified_split
 from machine_sound.errors import ConfigError, require_positive
 
 log = logging.getLogger(__name__)
 
 BAD_FILES = "bad_files.csv"
 ON_BAD_FILE = ("raise", "skip")
-
-
-def resolve_workers(num_workers: int | str) -> int:
-    """`data.num_workers: auto`: on a GPU machine, loader processes for this job's share of the CPU threads (at
-    most 8); on a CPU-only machine none, since the model's own threads already use every core."""
-    if num_workers == "auto":
-        return min(8, torch.get_num_threads()) if torch.cuda.is_available() else 0
-    if not isinstance(num_workers, int) or num_workers < 0:
-        raise ConfigError(f"data.num_workers={num_workers!r}: give a number >= 0 or 'auto'")
-    return num_workers
-
-
-def split_fractions(split) -> dict[str, float]:
-    """`data.split` as {train, val, test: fraction}; ConfigError naming the setting for anything else."""
-    if split is None:
-        return {"train": 0.6, "val": 0.2, "test": 0.2}
-    if not isinstance(split, Mapping) or set(split) != set(SPLITS) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in split.values()):
-        raise ConfigError(f"data.split={split!r}: give fractions of train, val and test, such as "
-                          "data.split={train:0.6,val:0.2,test:0.2} or data.split.val=0.1")
-    fractions = {name: float(split[name]) for name in SPLITS}
-    check_fractions(*fractions.values())  # before any file is read
-    return fractions
-
-
-class ClipDataset(Dataset):
-    """`(wave (channels, frames) float32, label, anomalous)` per record, read from the cache or decoded."""
-
-    def __init__(self, records: Sequence[Record], sources: Mapping[Path, Path] | None, decoding: Decoding,
-                 num_frames: int):
-        self.records = list(records)
-        self.sources = sources  # recording -> cache entry; None reads the recordings themselves
-        self.decoding, self.num_frames = decoding, num_frames
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int):
-        record = self.records[index]
-        if self.sources is not None:
-            wave = DecodedCache.load(self.sources[record.path], self.num_frames)
-        else:
-            wave = decode(record.path, self.decoding)[0]
-        return torch.from_numpy(fit_length(wave, self.num_frames)), record.label, record.anomalous
-
-
 class AudioDataModule(L.LightningDataModule):
     """Everything between a reader's index and waveform batches; the same for every layout.
 
@@ -90,13 +47,19 @@ class AudioDataModule(L.LightningDataModule):
 
     def __init__(self, reader, task: str, name: str = "data", root: str | None = None, generator=None,
                  sample_rate: int = 16000, channel: int | str | Sequence[int] = 0, resample: bool = False,
-                 clip_seconds: float = 10.0, split: Mapping[str, float] | None = None, split_seed: int = 0,
+                 clip_seconds: float | None = 10.0, split: Mapping[str, float] | None = None, split_seed: int = 0,
                  batch_size: int = 16, num_workers: int | str = "auto", balanced_sampling: bool = True,
-                 cache_dir: str | None = None, on_bad_file: str = "raise", run_dir: str | None = None):
+                 cache_dir: str | None = None, on_bad_file: str = "raise", run_dir: str | None = None,
+                 target_share: float | None = None):
         super().__init__()
         if on_bad_file not in ON_BAD_FILE:
             raise ConfigError(f"data.on_bad_file={on_bad_file}: choose raise or skip")
-        require_positive("data.clip_seconds", clip_seconds)
+        if clip_seconds is not None:
+            require_positive("data.clip_seconds", clip_seconds)
+        if target_share is not None and (isinstance(target_share, bool) or not isinstance(target_share, (int, float))
+                                         or not 0 < target_share < 1):
+            raise ConfigError(f"data.target_share={target_share!r}: the share of target-domain clips in training "
+                              "batches, strictly between 0 and 1, or null for their share of the data")
         require_positive("data.batch_size", batch_size, integer=True)
         if generator is not None and getattr(generator, "sample_rate", sample_rate) != sample_rate:
             raise ConfigError(f"data.generator.sample_rate={generator.sample_rate} differs from "
@@ -107,7 +70,8 @@ class AudioDataModule(L.LightningDataModule):
         self.reader, self.name, self.root, self.generator = reader, name, root, generator
         self.layout = reader.layout
         self.decoding = Decoding(sample_rate, channel, resample)
-        self.num_frames = int(round(clip_seconds * sample_rate))
+        self._clip_seconds = clip_seconds
+        self.target_share = target_share
         self.fractions = split_fractions(split)
         self.split_seed = split_seed
         self.batch_size, self.num_workers = batch_size, resolve_workers(num_workers)
@@ -136,6 +100,37 @@ class AudioDataModule(L.LightningDataModule):
     def in_chans(self) -> int:
         """Image channels of a log-mel batch: one per selected microphone."""
         return self.decoding.out_channels
+
+    @property
+    def clip_seconds(self) -> float:
+        """`data.clip_seconds`, or where it is null the length the layout reads from its files (DCASE 2021-2025)."""
+        if self._clip_seconds is not None:
+            return float(self._clip_seconds)
+        if self.index.clip_seconds is None:
+            raise ConfigError(f"data.clip_seconds=null, but the {self.layout} layout does not know its clip length; "
+                              "give it in seconds")
+        return float(self.index.clip_seconds)
+
+    @property
+    def num_frames(self) -> int:
+        return int(round(self.clip_seconds * self.decoding.sample_rate))
+
+    @property
+    def aux_names(self) -> tuple[str, ...]:
+        """The auxiliary classes an ID classifier learns (DCASE: section x attribute); the labels where none."""
+        return self.index.aux_names or self.class_names
+
+    @property
+    def aux_labels(self) -> tuple[int, ...]:
+        """The label of each auxiliary class."""
+        return self.index.aux_labels or tuple(range(len(self.class_names)))
+
+    @property
+    def evaluator(self) -> str | None:
+        """How the test is scored where the layout has a challenge's rules (DCASE 2021-2025:
+        `machine_sound.challenge`), else None."""
+        self.index  # noqa: B018 - the reader knows once it has read
+        return getattr(self.reader, "evaluator", None)
 
     def identity(self) -> dict:
         """What names this data in metrics.json and the HPARAMS row: the layout's own keys (machine, id, snr)
@@ -269,6 +264,10 @@ class AudioDataModule(L.LightningDataModule):
         drop_last = len(labels) > self.batch_size
         # Balanced: draw classes equally often (the abnormal class is 3-10x rarer in MIMII); else shuffle.
         weights = 1.0 / self.class_counts("train")[labels] if self.balanced_sampling else None
+        if self.target_share is not None:  # DCASE 2021-2025: ~10 target-domain clips beside ~990 source ones
+            target = np.array([r.domain == "target" for r in self.splits["train"]])
+            weights = domain_share_weights(np.ones(len(labels)) if weights is None else weights, labels, target,
+                                           self.target_share)
         sampler = EpochSampler(len(labels), self.split_seed, self._epoch, weights)
         return self._loader("train", sampler=sampler, drop_last=drop_last)
 

@@ -29,6 +29,9 @@ class Record:
     - `machine`, `machine_id`, `snr`: what names the recording, where the layout has them ('' otherwise).
     - `test_path`: the file to read instead when the recording lands in the test split (cross-SNR testing: the
       same recording at another noise level).
+    - `domain`: `source` or `target` (DCASE 2021-2025), '' where the layout has no domains.
+    - `aux`: the auxiliary class an ID classifier learns, an index into the index's `aux_names` (DCASE 2022-2025:
+      section x attribute); -1 where the label is that class.
     """
 
     path: Path
@@ -39,6 +42,8 @@ class Record:
     machine_id: str = ""
     snr: str = ""
     test_path: Path | None = None
+    domain: str = ""
+    aux: int = -1
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,22 @@ class Index:
     - `identity`: what names the run in metrics.json and TensorBoard's HPARAMS row (machine, id, snr for MIMII;
       machine for DCASE; nothing for class folders, which are named by their root and classes).
     - `note`: shown after the run's name, e.g. `test at 6_dB`.
+    - `aux_names`: the auxiliary classes (`Record.aux`), and `aux_labels` the label each belongs to; empty where
+      the labels are the classes learned.
+    - `untested`: why the index has no test records though that is fine (an evaluation set's anonymised test clips,
+      scored with predict); '' otherwise, when a run without test records is an error.
+    - `clip_seconds`: the length of the layout's clips where it reads it from its files (DCASE 2021-2025), used
+      when `data.clip_seconds` is null.
     """
 
     records: list[Record]
     class_names: tuple[str, ...]
     identity: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    aux_names: tuple[str, ...] = ()
+    aux_labels: tuple[int, ...] = ()
+    clip_seconds: float | None = None
+    untested: str = ""
 
 
 def find_audio(folder: str | Path, suffixes: Sequence[str] = AUDIO_SUFFIXES, recursive: bool = True) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -28,3 +29,17 @@ class EpochSampler(Sampler[int]):
         if self.weights is None:
             return iter(torch.randperm(self.size, generator=generator).tolist())
         return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=generator).tolist())
+
+
+def domain_share_weights(weights: np.ndarray, labels: np.ndarray, target: np.ndarray, share: float) -> np.ndarray:
+    """Sampling weights (N,) rescaled so that each label's target-domain clips (`target`, a boolean (N,)) get
+    `share` of that label's draws and its source clips the rest; a label without clips of both domains keeps its
+    weights, and each label keeps its total."""
+    weights = np.asarray(weights, dtype=float).copy()
+    for label in np.unique(labels):
+        own = labels == label
+        if (own & target).any() and (own & ~target).any():
+            total = weights[own].sum()
+            weights[own & target] *= share * total / weights[own & target].sum()
+            weights[own & ~target] *= (1 - share) * total / weights[own & ~target].sum()
+    return weights

@@ -119,7 +119,7 @@ class DenseAutoencoder(AnomalyDetector):
         return self.errors(wave).mean(dim=-1, keepdim=True).expand(-1, len(self.ids))
 
     def training_step(self, batch, batch_idx):
-        wave, _, _ = batch
+        wave = batch[0]
         vectors = self.vectors(wave).reshape(-1, self.input_dim)
         optimizer = self.optimizers()
         order = torch.randperm(len(vectors), device=vectors.device)

@@ -132,7 +132,7 @@ class SpectrogramClassifier(WaveformModel):
     # -- steps --------------------------------------------------------------------------------------------------
 
     def _step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        wave, label, anomalous = batch
+        wave, label, anomalous = batch[:3]
         logits = self(wave)
         loss = self.criterion(logits, label)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",

@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
+from machine_sound.challenge import section_metrics, summary_metrics
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import auroc_by_label, gamma_threshold
 from machine_sound.models.waveform import WaveformModel
@@ -47,8 +48,10 @@ def configure_optimizers(module: L.LightningModule):
 
 
 class AnomalyDetector(WaveformModel):
-    """Base of the normal-only detectors. Batches are `(wave, label, anomalous)`: wave (batch, channels, samples)
-    float32 at `frontend.sample_rate`, label the machine ID's index in `class_names`, anomalous 0 or 1 (test only).
+    """Base of the normal-only detectors. Batches are `(wave, label, anomalous, domain, aux)`: wave (batch, channels,
+    samples) float32 at `frontend.sample_rate`, label the machine ID's (or DCASE section's) index in `class_names`,
+    anomalous 0 or 1 (test only), domain 0 source, 1 target, -1 none, aux the auxiliary class (see
+    `machine_sound.data.datamodule`).
 
     A subclass sets `self.frontend` and implements `id_scores(wave) -> (batch, len(class_names))`: each clip's
     anomaly score as a recording of each ID (every column the same where the detector does not tell IDs apart),
@@ -81,6 +84,8 @@ class AnomalyDetector(WaveformModel):
         self.register_buffer("threshold_fitted", torch.tensor(False))
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
         self.test_scores, self.test_labels, self.test_flags = CatMetric(), CatMetric(), CatMetric()
+        self.test_domains = CatMetric()
+        self.evaluator: str | None = None  # DCASE 2021-2025 data: how its test is scored (machine_sound.challenge)
         self.per_id: dict[str, dict] | None = None  # after the test: AUROC, pAUC, F1 (or missing) per ID
         self.confusion: torch.Tensor | None = None  # after the test: rows normal/anomalous, columns decided
         self.test_outputs: tuple[torch.Tensor, torch.Tensor] | None = None  # (anomaly score, anomalous) per clip
@@ -120,7 +125,7 @@ class AnomalyDetector(WaveformModel):
     # -- validation: the threshold from normal clips -------------------------------------------------------------
 
     def validation_step(self, batch, batch_idx):
-        wave, label, _ = batch
+        wave, label = batch[0], batch[1]
         scores = self.anomaly_score(wave, label)
         self.val_scores.update(scores.detach())
         self.val_labels.update(label)
@@ -145,37 +150,56 @@ class AnomalyDetector(WaveformModel):
     # -- test: DCASE's metrics -----------------------------------------------------------------------------------
 
     def on_test_epoch_start(self) -> None:
-        for metric in (self.test_scores, self.test_labels, self.test_flags):
+        for metric in (self.test_scores, self.test_labels, self.test_flags, self.test_domains):
             metric.reset()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.evaluator = getattr(datamodule, "evaluator", None)
 
     def test_step(self, batch, batch_idx):
-        wave, label, anomalous = batch
+        wave, label, anomalous, domain = batch[:4]
         self.test_scores.update(self.anomaly_score(wave, label).detach())
         self.test_labels.update(label)
         self.test_flags.update(anomalous)
+        self.test_domains.update(domain)
 
     def on_test_epoch_end(self) -> None:
-        """AUROC and pAUC within each ID and their means (DCASE), and precision, recall and F1 of the anomalous
-        clips at the thresholds; logged into `trainer.callback_metrics` (train.py writes them once, with the run's
-        hyper-parameters). No ID with both normal and anomalous test clips is an error (outside fast_dev_run)."""
+        """AUROC and pAUC within each ID and their means (DCASE), or with DCASE 2021-2025 data each section's
+        metrics by domain and the official score (`machine_sound.challenge`); precision, recall and F1 of the
+        anomalous clips at the thresholds. Logged into `trainer.callback_metrics` (train.py writes them once, with
+        the run's hyper-parameters). No ID with both normal and anomalous test clips is an error (outside
+        fast_dev_run); a metric that cannot be computed is reported missing, with the reason."""
         scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
         flags = self.test_flags.compute().long().cpu()
+        domains = self.test_domains.compute().long().cpu()
         self.test_outputs = (scores, flags)
-        # IDs learned but not tested (MIMII: id=id_04 with a detector that learns every ID) are not reported.
-        tested = {self.ids[k] for k in labels.unique().tolist()}
-        self.per_id = {name: m for name, m in auroc_by_label(scores, flags, labels, self.ids).items()
-                       if name in tested}
+        if self.evaluator:
+            self.per_id = section_metrics(scores, flags, labels, domains, self.ids, self.evaluator)
+        else:  # IDs learned but not tested (MIMII: id=id_04 with a detector of every ID) are not reported
+            tested = {self.ids[k] for k in labels.unique().tolist()}
+            self.per_id = {name: m for name, m in auroc_by_label(scores, flags, labels, self.ids).items()
+                           if name in tested}
         missing = {name: m["missing"] for name, m in self.per_id.items() if "missing" in m}
         for name, reason in missing.items():
-            log.warning("test AUROC and pAUC of %s are missing: %s", name, reason)
-        scored = {name: m for name, m in self.per_id.items() if "missing" not in m}
+            if not isinstance(reason, str):
+                reason = ", ".join(f"{metric}: {why}" for metric, why in reason.items())
+            log.warning("test %s of %s are missing: %s", "metrics" if self.evaluator else "AUROC and pAUC", name,
+                        reason)
+        scored = {name: {k: v for k, v in m.items() if v is not None and k != "missing"}
+                  for name, m in self.per_id.items()}
+        scored = {name: m for name, m in scored.items() if m}
         if not scored and not self.trainer.fast_dev_run:
-            raise MachineSoundError("no test metric can be computed: no machine ID has both normal and anomalous "
-                                    f"test clips ({'; '.join(f'{k}: {v}' for k, v in missing.items())})")
+            unit = "section" if self.evaluator else "machine ID"
+            reasons = "; ".join(f"{k}: {v if isinstance(v, str) else ', '.join(f'{m} {r}' for m, r in v.items())}"
+                                for k, v in missing.items())
+            raise MachineSoundError(f"no test metric can be computed: no {unit} has both normal and anomalous test "
+                                    f"clips ({reasons})")
         values = {f"test/{metric}_{name}": v for name, m in scored.items() for metric, v in m.items()}
-        for metric in ("auroc", "pauc"):
-            if scored:
-                values[f"test/{metric}"] = sum(m[metric] for m in scored.values()) / len(scored)
+        if self.evaluator:
+            values.update({f"test/{k}": v for k, v in summary_metrics(self.per_id, self.evaluator).items()})
+        else:
+            for metric in ("auroc", "pauc"):
+                if scored:
+                    values[f"test/{metric}"] = sum(m[metric] for m in scored.values()) / len(scored)
         if bool(self.threshold_fitted):
             decided = (scores > self.threshold.cpu()[labels]).long()
             self.test_decisions = decided
@@ -212,10 +236,10 @@ class AnomalyDetector(WaveformModel):
             warned.add(name)
             log.warning("threshold of %s: %s", name, message)
 
-    def split_outputs(self, datamodule, split: str, fn, keep_mode: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def split_outputs(self, datamodule, split: str, fn, keep_mode: bool = False) -> tuple[torch.Tensor, ...]:
         """`fn(wave)` of every clip of a split, once each and in order (not the training sampler's balanced
-        draw), without gradients, in eval mode (in the modules' own modes with `keep_mode`), and the clips'
-        labels."""
+        draw), without gradients, in eval mode (in the modules' own modes with `keep_mode`), with the clips'
+        labels and domains: (outputs, labels, domains)."""
         from torch.utils.data import DataLoader
 
         if not hasattr(datamodule, "dataset"):
@@ -224,14 +248,15 @@ class AnomalyDetector(WaveformModel):
         was_training = self.training
         if not keep_mode:
             self.eval()
-        outputs, labels = [], []
+        outputs, labels, domains = [], [], []
         with torch.no_grad():
-            for wave, label, _ in DataLoader(datamodule.dataset(split), batch_size=datamodule.batch_size):
+            for wave, label, _, domain, *_ in DataLoader(datamodule.dataset(split), batch_size=datamodule.batch_size):
                 outputs.append(fn(wave.to(self.device)))
                 labels.append(label)
+                domains.append(domain)
         if not keep_mode:
             self.train(was_training)
-        return torch.cat(outputs), torch.cat(labels).to(self.device)
+        return torch.cat(outputs), torch.cat(labels).to(self.device), torch.cat(domains).to(self.device)
 
     def after_fit(self, datamodule) -> bool:
         """Finish the trained weights that will be tested (train.py calls this on the chosen checkpoint's weights

@@ -53,6 +53,8 @@ class EmbeddingKnn(AnomalyDetector):
         global_pool: str = "avg",
         k: int = 1,
         metric: str = "cosine",
+        by_domain: bool = True,
+        source_means: int | None = None,
         norm_clips: int = 64,
         adapt_batch_norm: bool = True,
         threshold_percentile: float = 90.0,
@@ -68,7 +70,7 @@ class EmbeddingKnn(AnomalyDetector):
         self.frontend = LogMelFrontend(**{"sample_rate": 16000, "subtract_background": False, **(frontend or {})})
         self.net = create_backbone(backbone, pretrained, weights_path, self.channels, 0, 0.0, global_pool,
                                    zero_init_head=False)
-        self.memory = KnnMemory(k, metric)
+        self.memory = KnnMemory(k, metric, by_domain, source_means, seed=0)
         self.automatic_optimization = False  # nothing to optimise: the memory is the model
 
     def _spec(self, wave: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,12 @@ model, so the optimizer updates them). Two scorers:
   of the DCASE 2022-2024 leading systems). The memory is filled after training, from the chosen checkpoint's
   weights, and stored in that checkpoint (`after_fit`).
 
-The default is ArcFace with the kNN scorer. Needs two or more machine IDs; one ID stops with a line naming the
-detectors that work. Measured: on tiny synthetic data (2 pump IDs, 15 epochs) 1 - p(own ID) was not monotone in a
-fault's loudness (a softmax stays confident far from its training clips); the kNN distance was.
+The classes learned are the machine IDs, or the data's auxiliary classes where it has them (`aux_names`, each
+belonging to one ID: DCASE 2022-2025's section x attribute combinations, the standard auxiliary task since 2022);
+a clip is scored as a recording of its ID (section) either way. The default is ArcFace with the kNN scorer. Needs
+two or more classes; one stops with a line naming the detectors that work. Measured: on tiny synthetic data
+(2 pump IDs, 15 epochs) 1 - p(own ID) was not monotone in a fault's loudness (a softmax stays confident far from
+its training clips); the kNN distance was.
 """
 
 from __future__ import annotations
@@ -64,15 +67,25 @@ class IdClassifier(AnomalyDetector):
         sub_centers: int = 3,
         scorer: str = "knn",
         k: int = 1,
+        by_domain: bool = True,
+        source_means: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         threshold_percentile: float = 90.0,
+        aux_names: Sequence[str] | None = None,
+        aux_labels: Sequence[int] | None = None,
     ):
         super().__init__(task, class_names, in_chans, threshold_percentile)
-        if len(self.ids) < 2:
-            raise ConfigError(f"model=id_classifier learns to tell machine IDs apart, but the data has one "
-                              f"({self.ids[0]}); use model=autoencoder or model=embedding_knn, which learn one "
-                              "machine's normal sound (MIMII: or data.reader.train_ids=all)")
+        self.aux_names = list(aux_names or self.ids)
+        self.aux_labels = list(aux_labels if aux_labels is not None else range(len(self.ids)))
+        if len(self.aux_labels) != len(self.aux_names) or not all(0 <= k < len(self.ids) for k in self.aux_labels):
+            raise ConfigError(f"model.aux_labels={aux_labels}: one label index per auxiliary class of "
+                              f"{self.aux_names}; leave model.aux_names and aux_labels unset to follow the data")
+        if len(self.aux_names) < 2:
+            raise ConfigError(f"model=id_classifier learns to tell machine IDs (or DCASE sections and attributes) "
+                              f"apart, but the data has one ({self.aux_names[0]}); use model=autoencoder or "
+                              "model=embedding_knn, which learn one machine's normal sound (MIMII: or "
+                              "data.reader.train_ids=all; DCASE: or machine=all)")
         if loss not in LOSSES:
             raise ConfigError(f"model.loss={loss}: choose {', '.join(LOSSES)}")
         if scorer not in SCORERS:
@@ -80,12 +93,15 @@ class IdClassifier(AnomalyDetector):
         require_positive("model.norm_clips", norm_clips, integer=True)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self._store_shape()
+        self.hparams.update(aux_names=self.aux_names, aux_labels=self.aux_labels)
+        self.register_buffer("aux_to_label", torch.tensor(self.aux_labels, dtype=torch.long), persistent=False)
+        classes = len(self.aux_names)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.frontend = LogMelFrontend(**{"sample_rate": 16000, "subtract_background": False, **(frontend or {})})
         self.augment = SpecAugment(**augment) if augment else None
         margin_loss = loss != "cross_entropy"
         self.net = create_backbone(backbone, pretrained, weights_path, self.channels,
-                                   0 if margin_loss else len(self.ids), drop_rate, global_pool,
+                                   0 if margin_loss else classes, drop_rate, global_pool,
                                    zero_init_head and not margin_loss)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.margin_loss = None
@@ -95,13 +111,13 @@ class IdClassifier(AnomalyDetector):
 
             require_positive("model.scale", scale)
             if loss == "arcface":
-                self.margin_loss = losses.ArcFaceLoss(len(self.ids), features, margin=margin,
+                self.margin_loss = losses.ArcFaceLoss(classes, features, margin=margin,
                                                       scale=scale)
             else:
                 require_positive("model.sub_centers", sub_centers, integer=True)
-                self.margin_loss = losses.SubCenterArcFaceLoss(len(self.ids), features, margin=margin,
+                self.margin_loss = losses.SubCenterArcFaceLoss(classes, features, margin=margin,
                                                                scale=scale, sub_centers=sub_centers)
-        self.memory = KnnMemory(k, "cosine")
+        self.memory = KnnMemory(k, "cosine", by_domain, source_means, seed=0)
 
     # -- waveform to embedding, logits and scores ------------------------------------------------------------------
 
@@ -117,7 +133,7 @@ class IdClassifier(AnomalyDetector):
         return net.forward_head(net.forward_features(self._spec(wave)), pre_logits=True).float()
 
     def logits(self, embedding: torch.Tensor) -> torch.Tensor:
-        """(batch, features) -> (batch, IDs): the classifier's logits, or the scaled cosine similarities to the
+        """(batch, features) -> (batch, classes): the classifier's logits, or the scaled cosine similarities to the
         margin loss's class centres."""
         if self.margin_loss is not None:
             return self.margin_loss.get_logits(embedding)
@@ -127,11 +143,17 @@ class IdClassifier(AnomalyDetector):
     def id_scores(self, wave: torch.Tensor) -> torch.Tensor:
         embedding = self.embed(wave)
         if self.hparams.scorer == "not_own":
-            return 1 - self.logits(embedding).softmax(dim=-1)
+            return 1 - self.id_probabilities(embedding)
         if not len(self.memory):
             raise MachineSoundError("the kNN scorer's memory is empty: it is filled when training ends; use the "
                                     "checkpoint that train.py tested")
         return self.memory.id_distances(embedding, len(self.ids))
+
+    def id_probabilities(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(batch, features) -> (batch, IDs): p(ID), the summed probabilities of each ID's auxiliary classes."""
+        probs = self.logits(embedding).softmax(dim=-1)
+        out = torch.zeros(len(probs), len(self.ids), dtype=probs.dtype, device=probs.device)
+        return out.index_add_(1, self.aux_to_label.to(probs.device), probs)
 
     def _loss(self, embedding: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         if self.margin_loss is not None:
@@ -141,8 +163,8 @@ class IdClassifier(AnomalyDetector):
     # -- steps ------------------------------------------------------------------------------------------------------
 
     def training_step(self, batch, batch_idx):
-        wave, label, _ = batch
-        loss = self._loss(self.embed(wave), label)
+        wave, label, aux = batch[0], batch[1], batch[4]
+        loss = self._loss(self.embed(wave), aux)
         if not torch.isfinite(loss):
             raise MachineSoundError(f"training diverged: the training loss is {loss.item()} at epoch "
                                     f"{self.current_epoch}; lower model.optimizer.lr, or use a larger "
@@ -153,12 +175,12 @@ class IdClassifier(AnomalyDetector):
     def validation_step(self, batch, batch_idx):
         """val/loss (the training loss on normal validation clips) and the scores 1 - p(own ID) that the
         thresholds are fitted on while training (refitted on kNN scores by `after_fit` with `scorer=knn`)."""
-        wave, label, _ = batch
+        wave, label, aux = batch[0], batch[1], batch[4]
         embedding = self.embed(wave)
-        scores = 1 - self.logits(embedding).softmax(dim=-1).gather(1, label[:, None]).squeeze(1)
+        scores = 1 - self.id_probabilities(embedding).gather(1, label[:, None]).squeeze(1)
         self.val_scores.update(scores.detach())
         self.val_labels.update(label)
-        self.log("val/loss", self._loss(embedding, label), on_epoch=True, prog_bar=True, batch_size=len(label))
+        self.log("val/loss", self._loss(embedding, aux), on_epoch=True, prog_bar=True, batch_size=len(label))
 
     def after_fit(self, datamodule) -> bool:
         """With `scorer=knn`: fill the memory with the training clips' embeddings and refit the thresholds on the
@@ -166,6 +188,6 @@ class IdClassifier(AnomalyDetector):
         if self.hparams.scorer != "knn":
             return False
         self.memory.store(*self.split_outputs(datamodule, "train", self.embed))
-        scores, labels = self.split_outputs(datamodule, "val", self.id_scores)
+        scores, labels, _ = self.split_outputs(datamodule, "val", self.id_scores)
         self.fit_thresholds(scores.gather(1, labels[:, None]).squeeze(1), labels)
         return True

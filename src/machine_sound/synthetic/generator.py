@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 from tqdm.auto import tqdm
 
 from machine_sound.checks import check_seed
@@ -105,13 +106,17 @@ class SyntheticMimii:
                          .integers(len(kinds)))]
 
     def clip(self, snr: str, machine: str, machine_id: str, label: str, index: int,
-             fault: str | None = DRAWN) -> np.ndarray:
+             fault: str | None = DRAWN, speed: float = 1.0) -> np.ndarray:
         """One recording as float32 (frames, channels) in [-1, 1]; a pure function of its arguments.
 
         `label` is "normal" or "abnormal". An abnormal clip has the fault `fault_kind(...)` (`fault=DRAWN`, as
         written to disk), another kind of `ANOMALY_KINDS[machine]` named by `fault`, or none with `fault=None`:
-        the same recording without its fault, for comparisons. A normal clip has none. Raises ValueError for an
-        unknown machine, label or kind, or a fault on a normal clip."""
+        the same recording without its fault, for comparisons. A normal clip has none. `speed` runs the machine
+        at that multiple of its speed (every frequency and period of its sound scaled; the background is not):
+        another operating condition, as DCASE's domains have. Raises ValueError for an unknown machine, label or
+        kind, a fault on a normal clip, or a speed outside (0.25, 4)."""
+        if not 0.25 < speed < 4:
+            raise ValueError(f"speed={speed!r}: a multiple of the machine's speed between 0.25 and 4")
         if machine not in ANOMALY_KINDS:
             raise ValueError(f"unknown machine '{machine}'; valid: {', '.join(ANOMALY_KINDS)}")
         if label not in LABEL_DIRS:
@@ -128,7 +133,10 @@ class SyntheticMimii:
         rng = np.random.default_rng(stable_seed("level", *clip_key))
         # Levels are set from the machine's running sound alone, so a fault's added events make the clip louder
         # instead of making everything else quieter (a cue in the average spectrum that real faults lack).
-        running, added = render(machine, machine_id, n, sr, fault, self.severity, key=(self.seed, label, index))
+        played = int(round(n * speed))  # the sound of `played` samples squeezed into n: every frequency x speed
+        running, added = render(machine, machine_id, played, sr, fault, self.severity, key=(self.seed, label, index))
+        if played != n:
+            running, added = signal.resample(running, n), signal.resample(added, n)
         level = rms(running)  # never 0: every machine's running sound has noise in it
         source, added = running / level, added / level
         bg_rng = np.random.default_rng(stable_seed("background", *clip_key))

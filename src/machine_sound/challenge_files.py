@@ -1,0 +1,82 @@
+"""The files a DCASE 2021-2025 Task 2 submission holds, which the official evaluators read.
+
+One pair per machine type and section, with no header and one row per test file (its name, no folder):
+
+- 2022-2025 (`dcase2023_task2_evaluator`): `anomaly_score_<machine>_section_XX_test.csv` (file name, anomaly score)
+  and `decision_result_<machine>_section_XX_test.csv` (file name, 1 anomalous / 0 normal);
+- 2021 (`dcase2021_task2_evaluator`): one pair per domain, `anomaly_score_<machine>_section_XX_<source|target>_test.csv`
+  and `decision_result_..._<source|target>_test.csv`; a file's domain is its folder's (`source_test/`,
+  `target_test/`) or its name's.
+
+`machine_sound.predict output=<folder>` writes them from its rows, each file replaced in one step.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from machine_sound.data.readers.dcase import DOMAIN_FOLDERS, parse_name
+from machine_sound.errors import DataError
+from machine_sound.runs import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def result_key(path: Path, label: str, machine: str | None) -> tuple[str, str, str]:
+    """(machine type, section, domain or '') of a scored file: the machine from the label (`fan_section_00`, a
+    model of every type) or the run's machine; the domain where 2021's test folders give it. DataError when the
+    name is not a DCASE one."""
+    name = parse_name(path.name)
+    if name is None:
+        raise DataError(f"{path}: not a DCASE 2021-2025 test file name (section_XX_...wav), so it has no place in the "
+                        "challenge's result files; write a .csv instead (output=<file>.csv)")
+    if "_section_" in label:
+        machine = label.rsplit("_section_", 1)[0]
+    domain = ""
+    if path.parent.name in DOMAIN_FOLDERS:
+        domain = path.parent.name.split("_")[0]
+    return str(machine), name.section, domain
+
+
+def file_names(machine: str, section: str, domain: str) -> tuple[str, str]:
+    """The score file's and the decision file's names."""
+    tail = f"{machine}_{section}_{domain}_test.csv" if domain else f"{machine}_{section}_test.csv"
+    return f"anomaly_score_{tail}", f"decision_result_{tail}"
+
+
+def write_result_files(folder: Path, rows: list[dict], machine: str | None) -> list[Path]:
+    """Write the challenge's files for predict's rows (those with an anomaly score; a row without one is left out
+    and named by predict's CSV) into `folder`; returns the files written, sorted. DataError when no row has a
+    decision (a checkpoint without a fitted threshold) or a file name is not DCASE's."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    training = 0
+    for row in rows:
+        if "anomaly_score" not in row:
+            continue
+        name = parse_name(Path(row["path"]).name)
+        if name is not None and name.split == "train":
+            training += 1  # a training clip is not a test file: it has no row in the evaluator's files
+            continue
+        if "decision" not in row:
+            raise DataError(f"{row['path']}: no decision (the checkpoint has no fitted threshold), so no "
+                            "decision_result file can be written; use a checkpoint of a run that validated")
+        path = Path(row["path"])
+        groups.setdefault(result_key(path, row["machine_id"], machine), []).append(row)
+    if training:
+        log.info("%d training clip(s) among the inputs are left out of the DCASE result files", training)
+    written = []
+    for key, members in sorted(groups.items()):
+        score_name, decision_name = file_names(*key)
+        members = sorted(members, key=lambda r: Path(r["path"]).name)
+        for name, value in ((score_name, lambda r: f"{float(r['anomaly_score']):.7g}"),
+                            (decision_name, lambda r: str(int(r["decision"] == "anomalous")))):
+            def write(staging: Path, value=value) -> None:
+                with open(staging, "w", newline="") as f:
+                    writer = csv.writer(f, lineterminator="\n")
+                    writer.writerows([Path(r["path"]).name, value(r)] for r in members)
+
+            write_atomic(folder / name, write)
+            written.append(folder / name)
+    return sorted(written)

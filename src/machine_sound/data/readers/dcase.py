@@ -1,0 +1,239 @@
+"""DCASE Task 2, 2021-2025 (MIMII DUE, MIMII DG, ToyADMOS2 and the first-shot sets): sections, domains, attributes.
+
+    <root>/<machine>/train/section_XX_<source|target>_train_normal_NNNN[_<attributes>].wav
+    <root>/<machine>/test/section_XX_<source|target>_test_<normal|anomaly>_NNNN[_<attributes>].wav   (2022-2025)
+    <root>/<machine>/{source_test,target_test}/section_XX_<domain>_test_<normal|anomaly>_NNNN[...].wav  (2021)
+    <root>/<machine>/attributes_XX.csv      (2022-2025: file_name, d1p, d1v, d2p, d2v, ...)
+
+Evaluation-set test clips are anonymised (`section_XX_NNNN.wav`: no label, no domain; in 2021 the folder still
+gives the domain); they are scored by predict, not tested. Any machine type found under the root can be read
+(`machine=<type>`, or `machine=all` for one model of every type found). The labels a detector scores by are the
+sections (`section_00`; `<machine>_section_00` with `machine=all`); the auxiliary classes an ID classifier learns
+are section x attribute combinations where the data has attributes (the 2022-2025 standard), sections otherwise
+(`aux_labels`). Which test metrics apply (`evaluator`) follows the layout, as the official evaluators compute
+them: `dcase2021` (per section and domain, each domain's own clips) or `dcase2022` (2022-2025: per section, a
+domain's AUROC from its normal clips and all anomalous ones, pAUC over both domains); see `machine_sound.challenge`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from machine_sound.data.records import Index, Record, find_audio, require_folder
+from machine_sound.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+LABELLED = re.compile(r"^section_(\d+)_(source|target)_(train|test)_(normal|anomaly)_(\d+)(?:_(.+))?\.(?i:wav)$")
+ANONYMISED = re.compile(r"^section_(\d+)_(\d+)\.(?i:wav)$")
+HIDDEN = "noAttribute"  # DCASE 2024-2025: a machine type whose attributes are withheld
+EVERY_MACHINE = "all"
+AUX_LABELS = ("section_attribute", "section")
+DOMAIN_FOLDERS = ("source_test", "target_test")  # DCASE 2021's test folders
+HINT = ("data=dcase expects <root>/<machine>/train/section_XX_<source|target>_train_normal_NNNN[_<attributes>].wav "
+        "and <root>/<machine>/test/ (2022-2025) or source_test/ and target_test/ (2021), as the DCASE 2021-2025 "
+        "Task 2 development and evaluation sets are unpacked")
+
+
+@dataclass(frozen=True)
+class ClipName:
+    """What a DCASE 2021-2025 file name says. `domain` and `condition` ('normal'/'anomaly') are '' for an
+    anonymised evaluation clip; `attributes` is the name's tail (`car_C2_spd_34V_mic_1`), '' when there is none or
+    the year hides it (`noAttribute`)."""
+
+    section: str
+    domain: str
+    split: str
+    condition: str
+    number: str
+    attributes: str
+
+    @property
+    def attribute_values(self) -> dict[str, str]:
+        """The attributes as {name: value}, from `name_value` pairs (`{'car': 'C2', 'spd': '34V', 'mic': '1'}`);
+        {'attributes': tail} when the tail is not such pairs."""
+        parts = self.attributes.split("_") if self.attributes else []
+        if len(parts) % 2:
+            return {"attributes": self.attributes}
+        return dict(zip(parts[::2], parts[1::2]))
+
+
+def parse_name(name: str) -> ClipName | None:
+    """A DCASE 2021-2025 file name parsed (`section_00_source_train_normal_0835_car_D2_spd_34V_mic_1.wav`, or the
+    anonymised `section_03_0012.wav`), or None for any other name."""
+    match = LABELLED.match(name)
+    if match:
+        section, domain, split, condition, number, tail = match.groups()
+        return ClipName(f"section_{section}", domain, split, condition, number, "" if tail == HIDDEN else tail or "")
+    match = ANONYMISED.match(name)
+    if match:
+        return ClipName(f"section_{match.group(1)}", "", "test", "", match.group(2), "")
+    return None
+
+
+def machine_types(root: Path) -> list[str]:
+    """The machine types under a DCASE root: its folders that hold a train/ folder, sorted."""
+    return sorted(p.name for p in root.iterdir() if (p / "train").is_dir()) if root.is_dir() else []
+
+
+def read_attribute_files(folder: Path) -> dict[str, str]:
+    """{file name: attributes as `name_value_...`} from a machine type's `attributes_XX.csv` files (columns
+    file_name, d1p, d1v, d2p, d2v, ...; a value left empty is skipped). DataError naming a file without the
+    file_name column."""
+    found: dict[str, str] = {}
+    for path in sorted(folder.glob("attributes_*.csv")):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if rows and "file_name" not in rows[0]:
+            raise DataError(f"{path}: no file_name column; DCASE's attributes_XX.csv starts with file_name, d1p, "
+                            "d1v, ...")
+        for row in rows:
+            pairs = [(row[k], row.get(k[:-1] + "v", "")) for k in row if re.fullmatch(r"d\d+p", k or "")]
+            found[Path(row["file_name"]).name] = "_".join(f"{p}_{v}" for p, v in pairs if p and v not in ("", None))
+    return found
+
+
+class DcaseReader:
+    """One machine type (or every type found, `machine=all`) of a DCASE 2021-2025 Task 2 set, as an `Index`.
+
+    Records carry the section as their label, the domain ('source'/'target') and the auxiliary class. Anonymised
+    test clips have no label: they are left out of the index (scored with predict), and when no test clip is
+    labelled the index has no test records (`Index.untested` says why). Raises ConfigError for an unknown
+    machine type or setting, DataError for files that do not fit."""
+
+    layout = "dcase"
+    task = "id_anomaly"
+
+    def __init__(self, root: str | None, machine: str, aux_labels: str = "section_attribute"):
+        if root is None:
+            raise DataError(f"data.root is not set: point it at the unpacked DCASE data; {HINT}")
+        if aux_labels not in AUX_LABELS:
+            raise ConfigError(f"data.reader.aux_labels={aux_labels}: choose {' or '.join(AUX_LABELS)}")
+        self.root, self.machine, self.aux_labels = Path(root), str(machine), aux_labels
+        self.evaluator: str | None = None  # dcase2021 or dcase2022, known once read
+        self.unlabelled = 0  # anonymised test clips left out of the index (scored with predict)
+        self._attributes: dict[str, str] = {}  # file name -> attributes, from attributes_XX.csv
+
+    def machines(self) -> list[str]:
+        found = machine_types(require_folder(self.root, HINT))
+        if not found:
+            raise DataError(f"no machine type in {self.root} (no <machine>/train/ folder); {HINT}")
+        if self.machine == EVERY_MACHINE:
+            return found
+        if self.machine not in found:
+            raise ConfigError(f"machine={self.machine}: no such machine type in {self.root}; found "
+                              f"{', '.join(found)} (or machine={EVERY_MACHINE})")
+        return [self.machine]
+
+    def read(self) -> Index:
+        machines = self.machines()
+        self._attributes = {}
+        clips = [clip for machine in machines for clip in self._machine_clips(machine)]
+        labelled_test = [c for c in clips if c[3] == "test" and c[2].condition]
+        evaluators = {c[4] for c in clips if c[4]}
+        self.evaluator = "dcase2021" if "dcase2021" in evaluators else "dcase2022"
+        self.unlabelled = sum(1 for c in clips if c[3] == "test" and not c[2].condition)
+        label_names = sorted({c[1] for c in clips})
+        aux = sorted({self._aux(c) for c in clips if c[3] == "train"})
+        records = []
+        for path, label, name, split, _ in clips:
+            if split == "test" and not name.condition:
+                continue  # an anonymised evaluation clip: predict scores it
+            aux_name = self._aux((path, label, name, split, None))
+            records.append(Record(path, label_names.index(label), "test" if split == "test" else None,
+                                  int(name.condition == "anomaly"), machine=label.rsplit("_section_", 1)[0]
+                                  if self.machine == EVERY_MACHINE else self.machine, machine_id=label,
+                                  domain=name.domain, aux=aux.index(aux_name) if aux_name in aux else -1))
+        untested = ""
+        if not labelled_test:
+            untested = (f"the {self.unlabelled} test clip(s) are anonymised evaluation clips without labels: not "
+                        "tested; score them with machine_sound.predict (output=<folder> writes the challenge's files)")
+        sections = {a: label_names.index(a.split("@", 1)[0]) for a in aux}
+        return Index(records, tuple(label_names), {"machine": self.machine}, untested=untested,
+                     aux_names=tuple(a.replace("@", "_") for a in aux), aux_labels=tuple(sections[a] for a in aux),
+                     clip_seconds=self._clip_seconds(records))
+
+    def _aux(self, clip) -> str:
+        """The auxiliary class of a clip: `<label>@<attributes>` (the '@' is replaced by '_' in the names), or
+        the label alone without attributes or with `aux_labels=section`."""
+        _, label, name, _, _ = clip
+        attributes = self._attributes.get(clip[0].name, name.attributes)
+        return f"{label}@{attributes}" if attributes and self.aux_labels == "section_attribute" else label
+
+    def _machine_clips(self, machine: str) -> list[tuple]:
+        """(path, label, ClipName, split, evaluator) of every clip of one machine type."""
+        folder = self.root / machine
+        self._attributes.update(read_attribute_files(folder))
+        prefix = f"{machine}_" if self.machine == EVERY_MACHINE else ""
+        clips = [(path, prefix + name.section, name, "train", None) for path, name in self._parse(folder / "train")]
+        anomalous = [path for path, _, name, _, _ in clips if name.condition != "normal"]
+        if anomalous:
+            raise DataError(f"{anomalous[0]}: not a normal training clip; DCASE's train/ holds normal clips only")
+        old = [folder / d for d in DOMAIN_FOLDERS if (folder / d).is_dir()]
+        if old:  # DCASE 2021: the test folder says the domain, also for anonymised clips
+            for test in old:
+                domain = test.name.split("_")[0]
+                clips += [(path, prefix + name.section, name if name.domain else _with_domain(name, domain), "test",
+                           "dcase2021") for path, name in self._parse(test)]
+        elif (folder / "test").is_dir():
+            clips += [(path, prefix + name.section, name, "test", "dcase2022")
+                      for path, name in self._parse(folder / "test")]
+        else:
+            raise DataError(f"no folder {folder / 'test'} (nor source_test/ and target_test/); {HINT}")
+        trained = {label for _, label, _, split, _ in clips if split == "train"}
+        untrained = sorted({label for _, label, _, split, _ in clips if split == "test"} - trained)
+        if untrained:
+            raise DataError(f"{folder}: test clips of {', '.join(untrained)} but no training clips of it")
+        counts = Counter((name.domain or "?", name.condition or "unlabelled") for _, _, name, split, _ in clips
+                         if split == "test")
+        log.info("%s: %d training clips (%d target domain), test %s", folder,
+                 sum(c[3] == "train" for c in clips), sum(c[3] == "train" and c[2].domain == "target" for c in clips),
+                 ", ".join(f"{d}/{c} {n}" for (d, c), n in sorted(counts.items())))
+        return clips
+
+    @staticmethod
+    def _parse(folder: Path) -> list[tuple[Path, ClipName]]:
+        found = []
+        for path in find_audio(require_folder(folder, HINT), (".wav",), recursive=False):
+            name = parse_name(path.name)
+            if name is None:
+                raise DataError(f"{path}: the name is not section_XX_<source|target>_<train|test>_<normal|anomaly>_"
+                                f"NNNN[_<attributes>].wav nor an evaluation clip's section_XX_NNNN.wav; {HINT}")
+            if name.split != folder.name.split("_")[-1]:
+                raise DataError(f"{path}: a {name.split} clip in {folder.name}/")
+            found.append((path, name))
+        if not found:
+            raise DataError(f"no .wav files in {folder}; {HINT}")
+        return found
+
+    @staticmethod
+    def _clip_seconds(records: list[Record]) -> float:
+        """The clip length of the data: the longest training file of each machine type (ToyCar and ToyTrain are
+        12 s in DCASE 2023, the others 10 s), and the longest of those with several types (shorter clips are then
+        zero-padded, which the log says)."""
+        lengths: dict[str, float] = {}
+        for record in records:
+            if record.split is None and record.machine not in lengths:
+                try:
+                    info = sf.info(str(record.path))
+                except (RuntimeError, sf.LibsndfileError):
+                    continue  # reported, naming the file, when the data module checks it
+                lengths[record.machine] = info.frames / info.samplerate
+        if not lengths:
+            raise DataError("no readable training clip to take the clip length from; set data.clip_seconds")
+        longest = max(lengths.values())
+        if len(set(lengths.values())) > 1:
+            log.info("clip lengths differ between machine types (%s): every clip is zero-padded to %.1f s",
+                     ", ".join(f"{m} {s:.1f} s" for m, s in sorted(lengths.items())), longest)
+        return round(longest, 3)
+
+
+def _with_domain(name: ClipName, domain: str) -> ClipName:
+    return ClipName(name.section, domain, name.split, name.condition, name.number, name.attributes)
