@@ -131,6 +131,8 @@ def _means(rows: list[dict]) -> list[dict]:
             continue
         members = [r for r in cells if r["finished"]]
         unit = "IDs" if any(r["id"] for r in cells) else "runs"
+        if any("section_" in r["id"] for r in cells):  # DCASE 2021-2025
+            unit = "sections"
         label = f"{row_name(snr, machine or '', '')} mean ({len(members)} of {len(cells)} {unit})"
         row = {"kind": "machine_mean" if machine else "overall_mean", "snr": snr, "variant": variant,
                "machine": machine or "", "id": "", "status": "", "runs": sum(r["runs"] for r in cells),

@@ -21,8 +21,6 @@ import csv
 import json
 import logging
 import os
-import shutil
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -32,8 +30,8 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from machine_sound.data.readers.dcase import EVERY_MACHINE
-from machine_sound.errors import ConfigError, DataError, require_positive
-from machine_sound.synthetic.generator import MARKER, SyntheticMimii
+from machine_sound.errors import ConfigError, require_positive
+from machine_sound.synthetic.generator import MARKER, SyntheticMimii, write_once
 from machine_sound.synthetic.machines import ANOMALY_KINDS
 
 log = logging.getLogger(__name__)
@@ -113,20 +111,7 @@ class SyntheticDcase:
         target = Path(root) / machine
         spec = {**asdict(self), "machine": machine}
         spec["source_speeds"] = list(self.source_speeds)
-        sound = self.sound
-        if sound._matches(target, spec):
-            return target
-        if target.exists() and not (target / MARKER).exists():
-            raise DataError(f"{target} exists but was not written by the synthetic generator; move it away or point "
-                            "data.root elsewhere")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".tmp-{machine}-{uuid.uuid4().hex[:8]}"
-        try:
-            self._write(staging, machine, spec, progress, workers)
-            sound._publish(staging, target, spec)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+        return write_once(target, spec, lambda staging: self._write(staging, machine, spec, progress, workers))
 
     def _write(self, staging: Path, machine: str, spec: dict, progress: bool, workers: int | None) -> None:
         for split in ("train", "test"):

@@ -85,19 +85,8 @@ class SyntheticMimii:
         parse_snr(snr)
         target = id_folder(root, snr, machine, machine_id)
         spec = self._spec(snr, machine, machine_id)
-        if self._matches(target, spec):
-            return target
-        if target.exists() and not (target / MARKER).exists():
-            raise DataError(f"{target} exists but was not written by the synthetic generator; "
-                            "move it away or point data.root elsewhere")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".tmp-{machine_id}-{uuid.uuid4().hex[:8]}"
-        try:
-            self._write(staging, snr, machine, machine_id, spec, progress, workers)
-            self._publish(staging, target, spec)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+        return write_once(target, spec, lambda staging: self._write(staging, snr, machine, machine_id, spec,
+                                                                     progress, workers))
 
     def fault_kind(self, machine: str, machine_id: str, index: int) -> str:
         """The fault of abnormal clip `index`: drawn at random from `ANOMALY_KINDS[machine]`, seeded by the clip."""
@@ -162,13 +151,6 @@ class SyntheticMimii:
     def _spec(self, snr, machine, machine_id) -> dict:
         return {**asdict(self), "snr": snr, "machine": machine, "id": machine_id}
 
-    @staticmethod
-    def _matches(target: Path, spec: dict) -> bool:
-        try:
-            return json.loads((target / MARKER).read_text()) == spec
-        except (OSError, ValueError):
-            return False
-
     def _write(self, staging: Path, snr, machine, machine_id, spec, progress, workers=None) -> None:
         jobs = [(label, i) for label, count in zip(LABEL_DIRS, (self.n_normal, self.n_abnormal)) for i in range(count)]
         for label in LABEL_DIRS:
@@ -186,21 +168,47 @@ class SyntheticMimii:
         (staging / FAULT_LIST).write_text("file,fault\n" + "".join(kinds))
         (staging / MARKER).write_text(json.dumps(spec, indent=1))
 
-    def _publish(self, staging: Path, target: Path, spec: dict) -> None:
-        """Move the finished folder into place; if another job got there first with the same spec, keep theirs."""
-        if target.exists():  # stale settings: set the old tree aside, then replace it
-            stale = target.parent / f".stale-{target.name}-{uuid.uuid4().hex[:8]}"
-            try:
-                os.rename(target, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            except OSError:
-                pass
+def write_once(target: Path, spec: dict, write) -> Path:
+    """A generated folder, written once: `target` itself when its marker holds `spec`; otherwise `write(staging)`
+    fills a staging folder beside it (which must write the marker), moved into place in one step, so parallel jobs
+    that generate the same folder never see half of it. DataError when `target` exists but was not generated."""
+    if _matches(target, spec):
+        return target
+    if target.exists() and not (target / MARKER).exists():
+        raise DataError(f"{target} exists but was not written by the synthetic generator; "
+                        "move it away or point data.root elsewhere")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        write(staging)
+        _publish(staging, target, spec)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _matches(target: Path, spec: dict) -> bool:
+    try:
+        return json.loads((target / MARKER).read_text()) == spec
+    except (OSError, ValueError):
+        return False
+
+
+def _publish(staging: Path, target: Path, spec: dict) -> None:
+    """Move the finished folder into place; if another job got there first with the same spec, keep theirs."""
+    if target.exists():  # stale settings: set the old tree aside, then replace it
+        stale = target.parent / f".stale-{target.name}-{uuid.uuid4().hex[:8]}"
         try:
-            os.rename(staging, target)
-            log.info("wrote synthetic recordings to %s", target)
+            os.rename(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         except OSError:
-            if not self._matches(target, spec):
-                raise DataError(f"could not write synthetic data to {target}; is another job writing there?")
+            pass
+    try:
+        os.rename(staging, target)
+        log.info("wrote synthetic recordings to %s", target)
+    except OSError:
+        if not _matches(target, spec):
+            raise DataError(f"could not write synthetic data to {target}; is another job writing there?")
 
 
 def _write_clip(task) -> None:
