@@ -20,7 +20,7 @@ from conftest import REAL_SAMPLES, write_wav
 from machine_sound.challenge import official_score, section_metrics, summary_metrics
 from machine_sound.data.readers.dcase import DcaseReader, parse_name
 from machine_sound.data.sampler import domain_share_weights
-from machine_sound.errors import ConfigError, DataError, MachineSoundError
+from machine_sound.errors import ConfigError, DataError
 from machine_sound.models.knn import KnnMemory, knn_distance
 from machine_sound.predict import predict
 from machine_sound.train import train
@@ -100,10 +100,11 @@ def _tree(root: Path, machine: str = "fan", year: int = 2023, evaluation: bool =
 
 
 def test_the_reader_takes_each_years_layout_and_says_what_cannot_be_tested(tmp_path):
+    write_wav(tmp_path / "y2023" / "fan" / "train" / "section_00_source_train_normal_0009_a_0.wav", 2.0)
     index = DcaseReader(str(_tree(tmp_path / "y2023")), "fan").read()
     assert index.class_names == ("section_00",)
     assert index.aux_names == ("section_00_a_0", "section_00_a_1", "section_00_a_9")
-    assert index.clip_seconds == 1.0
+    assert index.clip_seconds == 2.0  # the longest training file
     assert sorted((r.domain, r.anomalous) for r in index.records if r.split == "test") == [
         ("source", 0), ("source", 1), ("target", 0), ("target", 1)]
 
@@ -114,7 +115,7 @@ def test_the_reader_takes_each_years_layout_and_says_what_cannot_be_tested(tmp_p
     evaluation = DcaseReader(str(_tree(tmp_path / "eval", evaluation=True)), "fan")
     index = evaluation.read()
     assert not [r for r in index.records if r.split == "test"] and evaluation.unlabelled == 4
-    assert "not tested; score them with machine_sound.predict" in index.untested
+    assert "without labels; score them with machine_sound.predict" in index.untested
 
 
 def test_attributes_come_from_the_csv_where_the_dataset_has_one(tmp_path):
@@ -126,10 +127,38 @@ def test_attributes_come_from_the_csv_where_the_dataset_has_one(tmp_path):
             writer.writerow([f"fan/train/{path.name}", "speed", "7", "load", ""])
     assert DcaseReader(str(root), "fan").read().aux_names == ("section_00_speed_7",)
     assert DcaseReader(str(root), "fan", aux_labels="section").read().aux_names == ("section_00",)
+    text = (root / "fan" / "attributes_00.csv").read_text()  # Excel's "CSV UTF-8" starts with a byte-order mark
+    (root / "fan" / "attributes_00.csv").write_text("\ufeff" + text.replace(",speed,7,", ",speed,,"))
+    assert DcaseReader(str(root), "fan").read().aux_names == (  # empty values: the names' attributes stand
+        "section_00_a_0", "section_00_a_1", "section_00_a_9")
+    pump = _tree(tmp_path / "two", "pump")  # with machine=all, one type's table does not reach another type
+    _tree(pump, "fan")
+    shutil.copy(root / "fan" / "attributes_00.csv", pump / "pump" / "attributes_00.csv")
+    (pump / "pump" / "attributes_00.csv").write_text(text.replace("fan/", "pump/"))
+    assert DcaseReader(str(pump), "all").read().aux_names == (
+        "fan_section_00_a_0", "fan_section_00_a_1", "fan_section_00_a_9", "pump_section_00_speed_7")
 
 
 def test_bad_dcase_data_is_named(tmp_path):
+    (tmp_path / "y2021").mkdir()
+    both = _tree(tmp_path / "y2021", year=2021)
+    shutil.copytree(both / "fan" / "source_test", both / "fan" / "test")
+    with pytest.raises(DataError, match="holds both test/ .* and source_test/ .*keep one year's layout"):
+        DcaseReader(str(both), "fan").read()
+    shutil.rmtree(both / "fan" / "test")
+    moved = both / "fan" / "source_test" / "section_00_target_test_normal_0002_a_9.wav"
+    shutil.copy(both / "fan" / "target_test" / moved.name, moved)
+    with pytest.raises(DataError, match=f"{moved.name}: a clip of the other domain in source_test/"):
+        DcaseReader(str(both), "fan").read()
+    (tmp_path / "y2021" / "pump").mkdir()
+    with pytest.raises(DataError, match="machine=pump: .*pump has no train/ folder"):
+        DcaseReader(str(both), "pump").read()
+
     root = _tree(tmp_path)
+    (root / "fan" / "attributes_00.csv").write_bytes("file_name,d1p,d1v\nx.wav,caf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match="attributes_00.csv: cannot be read as DCASE's attributes table"):
+        DcaseReader(str(root), "fan").read()
+    (root / "fan" / "attributes_00.csv").unlink()
     with pytest.raises(ConfigError, match="machine=pump: no such machine type .*found fan"):
         DcaseReader(str(root), "pump").read()
     bad = write_wav(root / "fan" / "train" / "section_00_source_train_anomaly_0009_a_0.wav", 1.0)
@@ -272,9 +301,50 @@ def test_an_evaluation_set_trains_untested_and_predict_writes_each_domains_files
     assert sorted(p.name for p in (tmp_path / "submission").iterdir()) == [
         "anomaly_score_fan_section_00_source_test.csv", "anomaly_score_fan_section_00_target_test.csv",
         "decision_result_fan_section_00_source_test.csv", "decision_result_fan_section_00_target_test.csv",
-        "predictions.csv"]
+        "predictions_fan.csv"]
     rows = list(csv.reader(open(tmp_path / "submission" / "anomaly_score_fan_section_00_target_test.csv")))
     assert [r[0] for r in rows] == sorted(p.name for p in (root / "fan" / "target_test").iterdir())
+
+
+def test_predict_checks_dcase_inputs_before_scoring_and_writes_one_line_errors(cfg_factory, tmp_path):
+    root = _tree(tmp_path / "data")
+    cfg = cfg_factory("data=dcase", f"data.root={root}", "machine=fan", "model=embedding_knn", "data.cache_dir=null",
+                      "data.clip_seconds=null", "model.norm_clips=2", "data.batch_size=2")
+    train(cfg)
+    checkpoint = next(Path(cfg.paths.output_dir, "checkpoints").glob("*.ckpt"))
+    out = tmp_path / "submission"
+    other = write_wav(tmp_path / "valve" / "test" / "section_00_source_test_normal_0000_a_0.wav", 1.0)
+    with pytest.raises(DataError, match=f"{other} is in a valve/ folder, but the model learned fan"):
+        predict(checkpoint, tmp_path / "valve", out)
+    twice = tmp_path / "twice"
+    for sub in ("a", "b"):
+        write_wav(twice / sub / "section_00_0000.wav", 1.0)
+    with pytest.raises(DataError, match="have the same name, which the challenge's files cannot tell apart"):
+        predict(checkpoint, twice, out)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "fan" / "test", mixed)
+    write_wav(mixed / "recording_A.wav", 1.0)
+    with pytest.raises(DataError, match="recording_A.wav: not a DCASE 2021-2025 file name"):
+        predict(checkpoint, mixed, out)
+    assert not out.exists()  # refused before anything was scored or written
+    unlearned = tmp_path / "s1" / "section_01_0000.wav"
+    write_wav(unlearned, 1.0)
+    with pytest.raises(DataError, match="none names one of the model's machine IDs .*section_XX"):
+        predict(checkpoint, unlearned.parent, out)
+    out.mkdir()
+    (out / "decision_result_fan_section_00_test.csv").mkdir()  # a file that cannot be written
+    with pytest.raises(DataError, match="cannot write .*decision_result_fan_section_00_test.csv"):
+        predict(checkpoint, root / "fan" / "test", out)
+
+
+def test_sweep_dcase_without_machine_types_is_one_line(tmp_path):
+    import subprocess
+
+    command = [sys.executable, "train.py", "-m", "sweep=dcase", f"data.root={tmp_path / 'nowhere'}",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: sweep=dcase: no machine type")
+    assert "Traceback" not in done.stderr and not (tmp_path / "sweep").exists()
 
 
 def test_a_folder_output_is_refused_for_a_model_of_other_data(cfg_factory, tmp_path):
@@ -305,12 +375,12 @@ def test_the_genuine_dcase2023_samples_train_test_and_predict(cfg_factory, tmp_p
     predict(checkpoint, root, out)
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted([f"{kind}_{m}_section_00_test.csv" for kind in ("anomaly_score", "decision_result")
-                              for m in ("ToyCar", "fan", "valve")] + ["predictions.csv"])
+                              for m in ("ToyCar", "fan", "valve")] + ["predictions_all.csv"])
     rows = list(csv.reader(open(out / "anomaly_score_valve_section_00_test.csv")))
     assert [r[0] for r in rows] == sorted(p.name for p in (root / "valve" / "test").iterdir())
 
     one = cfg_factory("data=dcase", f"data.root={root}", "machine=ToyCar", "model=embedding_knn",
                       "data.cache_dir=null", "model.norm_clips=2", output_dir=tmp_path / "toycar")
-    with pytest.raises(MachineSoundError, match="no test metric can be computed: no section has both normal and "
-                                                "anomalous test clips"):
-        train(one)
+    with pytest.raises(DataError, match="no section of machine=ToyCar has both normal and anomalous test clips"):
+        train(one)  # refused before training
+    assert not (tmp_path / "toycar" / "checkpoints").exists()

@@ -140,3 +140,24 @@ def test_the_clip_api_refuses_what_it_cannot_render_and_renders_a_faulty_clip_wi
     healthy = gen.clip("6_dB", "fan", "id_00", "abnormal", 0, fault=None)
     assert not np.allclose(drawn, healthy)
     assert np.corrcoef(drawn[:, 0], healthy[:, 0])[0, 1] > 0.3  # the same recording underneath
+
+
+def test_a_second_writer_of_the_same_tree_keeps_the_first_ones_files(tmp_path):
+    """Two sweep jobs that generate the same folder at once: the one that finishes second must not pull the
+    first one's files from under the jobs already reading them."""
+    from machine_sound.synthetic.generator import write_once
+
+    def write(staging, text):
+        staging.mkdir()
+        (staging / "clip.txt").write_text(text)
+        (staging / ".synthetic.json").write_text('{"a": 1}')
+
+    target = tmp_path / "tree"
+    write_once(target, {"a": 1}, lambda staging: write(staging, "first"))
+    inode = (target / "clip.txt").stat().st_ino
+    from machine_sound.synthetic import generator
+
+    staging = tmp_path / "second"
+    write(staging, "second")
+    generator._publish(staging, target, {"a": 1})  # as a job that generated in parallel would
+    assert (target / "clip.txt").read_text() == "first" and (target / "clip.txt").stat().st_ino == inode

@@ -6,9 +6,11 @@ One pair per machine type and section, with no header and one row per test file 
   and `decision_result_<machine>_section_XX_test.csv` (file name, 1 anomalous / 0 normal);
 - 2021 (`dcase2021_task2_evaluator`): one pair per domain, `anomaly_score_<machine>_section_XX_<source|target>_test.csv`
   and `decision_result_..._<source|target>_test.csv`; a file's domain is its folder's (`source_test/`,
-  `target_test/`) or its name's.
+  `target_test/`), as in the 2021 layout.
 
-`machine_sound.predict output=<folder>` writes them from its rows, each file replaced in one step.
+`machine_sound.predict output=<folder>` checks the inputs before scoring (`check_inputs`) and writes the files
+from its rows (`write_result_files`), each file replaced in one step; other files in the folder are left as they
+are, so a submission can be built one machine type at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,37 @@ from machine_sound.errors import DataError
 from machine_sound.runs import write_atomic
 
 log = logging.getLogger(__name__)
+
+
+TEST_FOLDERS = ("test", *DOMAIN_FOLDERS)
+
+
+def folder_machine(path: Path) -> str | None:
+    """The machine type a DCASE file's folders name (`<machine>/test/<file>`), or None outside that layout."""
+    return path.parent.parent.name if path.parent.name in TEST_FOLDERS + ("train",) else None
+
+
+def check_inputs(files: list[Path], machine: str | None, labels: list[str]) -> None:
+    """Before scoring into the challenge's files: every name is a DCASE one, no two test files share a name (the
+    files name a clip by its name alone), and a model of one machine type is not given another type's folder.
+    DataError naming the first file that breaks a rule."""
+    seen: dict[str, Path] = {}
+    every = any("_section_" in label for label in labels)
+    for path in files:
+        name = parse_name(path.name)
+        if name is None:
+            raise DataError(f"{path}: not a DCASE 2021-2025 file name (section_XX_...wav), so it has no place in "
+                            "the challenge's result files; leave it out, or write a .csv (output=<file>.csv)")
+        if name.split == "train":
+            continue
+        if path.name in seen:
+            raise DataError(f"{path} and {seen[path.name]} have the same name, which the challenge's files cannot "
+                            "tell apart; score one folder of test clips at a time")
+        seen[path.name] = path
+        other = folder_machine(path)
+        if not every and machine and other and other != machine:
+            raise DataError(f"{path} is in a {other}/ folder, but the model learned {machine}; score each machine "
+                            "type with its own model")
 
 
 def result_key(path: Path, label: str, machine: str | None) -> tuple[str, str, str]:
@@ -77,6 +110,10 @@ def write_result_files(folder: Path, rows: list[dict], machine: str | None) -> l
                     writer = csv.writer(f, lineterminator="\n")
                     writer.writerows([Path(r["path"]).name, value(r)] for r in members)
 
-            write_atomic(folder / name, write)
+            try:
+                write_atomic(folder / name, write)
+            except OSError as err:
+                raise DataError(f"cannot write {folder / name}: {err.strerror or err}; give output= a writable "
+                                "folder") from None
             written.append(folder / name)
     return sorted(written)

@@ -35,6 +35,7 @@ from machine_sound.data.audio import BadFileError, Decoding, decode, fit_length,
 from machine_sound.data.records import find_audio
 from machine_sound.errors import ConfigError, DataError, one_line, user_error
 from machine_sound.runs import check_fits, load_checkpoint, load_model, parse_arguments, run_config, write_atomic
+from machine_sound.scored_ids import check_ids, file_id, own_id  # noqa: F401  (own_id: predict's public name)
 
 log = logging.getLogger(__name__)
 USAGE = ("usage: python -m machine_sound.predict ckpt_path=<checkpoint.ckpt> input=<file or folder> "
@@ -139,7 +140,7 @@ class PredictionWriter(BasePredictionWriter):
         """A detector's row: the machine ID (the model's only one, or the one the file names), the anomaly score
         (its windows' scores as that ID, averaged or their maximum) and the decision at that ID's threshold."""
         names = model.class_names
-        machine_id = names[0] if len(names) == 1 else own_id(path, names)
+        machine_id = file_id(path, names)
         if not machine_id:
             return {**row, "error": f"no anomaly score: neither the name nor a folder names one of the model's "
                                     f"machine IDs ({', '.join(names)})"}
@@ -152,7 +153,8 @@ class PredictionWriter(BasePredictionWriter):
 
 
 def unwritable(output: Path, err: OSError) -> DataError:
-    return DataError(f"cannot write {output}: {err.strerror}; give output= a writable .csv path")
+    return DataError(f"cannot write {output}: {err.strerror}; give output= a writable .csv path (or folder, for "
+                     "a DCASE model)")
 
 
 def find_inputs(source: str | Path) -> list[Path]:
@@ -171,39 +173,6 @@ def find_inputs(source: str | Path) -> list[Path]:
     return files
 
 
-def check_ids(dataset: RecordingWindows, model, source: str | Path) -> None:
-    """For a detector of several machine IDs: DataError when no readable file names one of its IDs (so none could
-    get an anomaly score), one warning counting those that do not when some do."""
-    if model.task.score != "anomaly" or len(model.class_names) < 2:
-        return
-    readable = [path for i, path in enumerate(dataset.files) if i not in dataset.errors]
-    missing = sum(own_id(path, model.class_names) is None for path in readable)
-    ids = ", ".join(model.class_names)
-    if missing == len(readable):
-        unreadable = f" ({len(dataset.errors)} of them unreadable)" if dataset.errors else ""
-        raise DataError(f"no anomaly score for any of the {len(dataset.files)} file(s) under {source}{unreadable}: "
-                        f"none names one of the model's machine IDs ({ids}); name files like "
-                        f"normal_{model.class_names[0]}_00000000.wav or put them under an {model.class_names[0]}/ "
-                        "folder")
-    if missing:
-        log.warning("%d of %d readable file(s) under %s name none of the model's machine IDs (%s): their rows get "
-                    "no anomaly score, only an error", missing, len(readable), source, ids)
-
-
-def own_id(path: Path, ids: list[str]) -> str | None:
-    """A recording's machine ID: the one its name holds as a part between '_' (DCASE: `normal_id_00_0001.wav`,
-    also `id_00_0001.wav`), else the nearest folder named by one (MIMII: `.../id_00/normal/...`)."""
-    name = f"_{path.stem}_"
-    for machine_id in ids:
-        if f"_{machine_id}_" in name:
-            return machine_id
-    for machine_id in ids:  # DCASE with machine=all: `<machine>_section_XX`, the machine type's folder above
-        machine, _, section = machine_id.rpartition("_section_")
-        if machine and f"_section_{section}_" in name and machine in path.parent.parts:
-            return machine_id
-    return next((part for part in reversed(path.parent.parts) if part in ids), None)
-
-
 def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None = None, aggregate: str = "mean",
             overrides: list[str] = ()) -> tuple[Path, list[dict]]:
     """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac by
@@ -216,13 +185,14 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
     quiet_lightning()
     if output is None:
         output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
+    folder = str(output).endswith(("/", "\\"))
     output = Path(output)
-    challenge = output.is_dir() or (not output.exists() and not output.suffix)
+    challenge = output.is_dir() or (not output.exists() and (folder or not output.suffix))
     if output.suffix.lower() != ".csv" and not challenge:
         raise ConfigError(f"output={output}: give the path of a .csv file to write (it is replaced if it exists), "
                           "or a folder for the DCASE challenge's result files")
     if challenge:  # a folder: the DCASE result files (checked against the model once it is loaded)
-        output = output / "predictions.csv"
+        output = output / "predictions.csv"  # renamed after the model's machine type once it is known
     made = not output.parent.exists()
     try:  # a folder that cannot be made fails now, not after every file is scored
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -244,6 +214,9 @@ def _predict(ckpt_path, source, output: Path, aggregate: str, overrides,
         raise ConfigError(f"output={output.parent}: a folder receives the DCASE challenge's result files, for a "
                           "model trained with data=dcase; give the path of a .csv file to write (it is replaced if "
                           "it exists)")
+    machine = OmegaConf.select(cfg, "machine", default=None)
+    if challenge:  # one CSV per machine type, so a submission can be built type by type in one folder
+        output = output.with_name(f"predictions_{machine}.csv")
     model = load_model(ckpt_path, cfg)
     decoding = check_fits(cfg, model)
     dataset = RecordingWindows(find_inputs(source), decoding, int(round(cfg.data.clip_seconds * decoding.sample_rate)))
@@ -251,6 +224,10 @@ def _predict(ckpt_path, source, output: Path, aggregate: str, overrides,
         first = next(iter(dataset.errors.values()))
         raise DataError(f"none of the {len(dataset.files)} file(s) could be read; the first: {first}")
     check_ids(dataset, model, source)
+    if challenge:
+        from machine_sound.challenge_files import check_inputs
+
+        check_inputs(dataset.files, machine, model.class_names)
     writer = PredictionWriter(dataset, output, aggregate)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])
@@ -259,8 +236,10 @@ def _predict(ckpt_path, source, output: Path, aggregate: str, overrides,
     if challenge:
         from machine_sound.challenge_files import write_result_files
 
-        written = write_result_files(output.parent, writer.rows, OmegaConf.select(cfg, "machine", default=None))
-        log.info("wrote %d DCASE result file(s) into %s", len(written), output.parent)
+        written = write_result_files(output.parent, writer.rows, machine)
+        others = sorted(p.name for p in output.parent.glob("*_section_*.csv") if p not in written)
+        log.info("wrote %d DCASE result file(s) into %s%s", len(written), output.parent,
+                 f"; {len(others)} other result file(s) there are left as they were" if others else "")
     return output, writer.rows
 
 

@@ -200,7 +200,7 @@ def challenge_record(datamodule, model) -> dict:
 
     evaluator = getattr(datamodule, "evaluator", None)
     if not evaluator or not getattr(model, "per_id", None):
-        return {}
+        return {"evaluator": evaluator} if evaluator else {}
     score, why = official_score(model.per_id, evaluator)
     return {"evaluator": evaluator, **({"official_score_missing": why} if score is None else {})}
 
@@ -258,10 +258,11 @@ def summary(result: dict, folder: str | Path) -> str:
     """The lines printed at the end of a run: its test metrics, its folder, and how to see its dashboards."""
     m = result["metrics"]
     shown = [(label, m[key]) for key, label in (("auroc", "AUROC"), ("pauc", "pAUC"), ("f1", "F1"),
-                                                 ("balanced_accuracy", "balanced accuracy")) if key in m]
+                                                 ("balanced_accuracy", "balanced accuracy"),
+                                                 ("official_score", "official score")) if key in m]
     tested = "  ".join(f"{label} {value:.3f}" for label, value in shown)
     if result.get("untested"):
-        tested = "not tested (evaluation clips without labels: score them with machine_sound.predict)"
+        tested = "none (evaluation clips without labels: score them with machine_sound.predict)"
     return (f"{result['name']}: test {tested}\n"
             f"run folder: {folder}\n"
             f"dashboard:  tensorboard --logdir {folder}")

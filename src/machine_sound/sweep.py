@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from machine_sound.errors import one_line
+from machine_sound.errors import one_line, user_error
 from machine_sound.runs import write_atomic
 from machine_sound.summarize import write_summary
 from machine_sound.sweep_jobs import FAILED_FILE
@@ -172,6 +173,19 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ[LAUNCHER_ENV] = str(os.getpid())  # before the launcher starts its job processes
+        try:  # what the sweep runs over (sweep=dcase: the machine types found), before Hydra's sweeper reads it
+            OmegaConf.to_container(config.hydra.sweeper.get("params") or {}, resolve=True)
+        except Exception as err:
+            mine = user_error(err)
+            if mine is None:
+                raise
+            print(f"error: {one_line(mine)}", file=sys.stderr)
+            from machine_sound.checks import CREATED
+
+            folder = Path(config.hydra.sweep.dir)
+            if folder.resolve() in CREATED and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # made by this command a moment ago, for a sweep that does not start
+            sys.exit(2)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         (Path(config.hydra.runtime.output_dir) / FAILED_FILE).unlink(missing_ok=True)  # a re-run starts clean

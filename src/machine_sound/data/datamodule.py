@@ -109,6 +109,10 @@ class AudioDataModule(L.LightningDataModule):
         if self.index.clip_seconds is None:
             raise ConfigError(f"data.clip_seconds=null, but the {self.layout} layout does not know its clip length; "
                               "give it in seconds")
+        if "_told_length" not in self.__dict__:  # once
+            self._told_length = True
+            log.info("data.clip_seconds=null: clips of %.3g s, the longest training file (shorter ones are "
+                     "zero-padded)", self.index.clip_seconds)
         return float(self.index.clip_seconds)
 
     @property
@@ -121,8 +125,7 @@ class AudioDataModule(L.LightningDataModule):
         return self.index.aux_names or self.class_names
 
     @property
-    def aux_labels(self) -> tuple[int, ...]:
-        """The label of each auxiliary class."""
+    def aux_labels(self) -> tuple[int, ...]:  # the label of each auxiliary class
         return self.index.aux_labels or tuple(range(len(self.class_names)))
 
     @property

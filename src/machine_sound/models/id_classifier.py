@@ -145,8 +145,9 @@ class IdClassifier(AnomalyDetector):
         if self.hparams.scorer == "not_own":
             return 1 - self.id_probabilities(embedding)
         if not len(self.memory):
-            raise MachineSoundError("the kNN scorer's memory is empty: it is filled when training ends; use the "
-                                    "checkpoint that train.py tested")
+            raise MachineSoundError("the kNN scorer's memory is empty: it is filled when training ends, in the "
+                                    "checkpoint that train.py tested (best_checkpoint in the run's metrics.json), "
+                                    "not in last.ckpt; use that one")
         return self.memory.id_distances(embedding, len(self.ids))
 
     def id_probabilities(self, embedding: torch.Tensor) -> torch.Tensor:

@@ -195,7 +195,10 @@ def _matches(target: Path, spec: dict) -> bool:
 
 
 def _publish(staging: Path, target: Path, spec: dict) -> None:
-    """Move the finished folder into place; if another job got there first with the same spec, keep theirs."""
+    """Move the finished folder into place; if another job got there first with the same spec, keep theirs (it
+    may be in use: replacing it would pull files from under its readers)."""
+    if _matches(target, spec):
+        return
     if target.exists():  # stale settings: set the old tree aside, then replace it
         stale = target.parent / f".stale-{target.name}-{uuid.uuid4().hex[:8]}"
         try:

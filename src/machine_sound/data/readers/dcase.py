@@ -27,7 +27,7 @@ from pathlib import Path
 import soundfile as sf
 
 from machine_sound.data.records import Index, Record, find_audio, require_folder
-from machine_sound.errors import ConfigError, DataError
+from machine_sound.errors import ConfigError, DataError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,25 @@ def machine_types(root: Path) -> list[str]:
 
 def read_attribute_files(folder: Path) -> dict[str, str]:
     """{file name: attributes as `name_value_...`} from a machine type's `attributes_XX.csv` files (columns
-    file_name, d1p, d1v, d2p, d2v, ...; a value left empty is skipped). DataError naming a file without the
-    file_name column."""
+    file_name, d1p, d1v, d2p, d2v, ...; UTF-8, with or without a byte-order mark; a pair left empty is skipped,
+    and a row with no pair gives nothing, so the name's attributes stand). DataError naming a file that cannot
+    be read as such a table."""
     found: dict[str, str] = {}
     for path in sorted(folder.glob("attributes_*.csv")):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise DataError(f"{path}: cannot be read as DCASE's attributes table ({one_line(err)}); save it as UTF-8 "
+                            "CSV with the columns file_name, d1p, d1v, ... or move it away") from None
         if rows and "file_name" not in rows[0]:
             raise DataError(f"{path}: no file_name column; DCASE's attributes_XX.csv starts with file_name, d1p, "
                             "d1v, ...")
         for row in rows:
             pairs = [(row[k], row.get(k[:-1] + "v", "")) for k in row if re.fullmatch(r"d\d+p", k or "")]
-            found[Path(row["file_name"]).name] = "_".join(f"{p}_{v}" for p, v in pairs if p and v not in ("", None))
+            attributes = "_".join(f"{p}_{v}" for p, v in pairs if p and v not in ("", None))
+            if attributes and row.get("file_name"):
+                found[Path(row["file_name"]).name] = attributes
     return found
 
 
@@ -119,10 +126,12 @@ class DcaseReader:
         self.root, self.machine, self.aux_labels = Path(root), str(machine), aux_labels
         self.evaluator: str | None = None  # dcase2021 or dcase2022, known once read
         self.unlabelled = 0  # anonymised test clips left out of the index (scored with predict)
-        self._attributes: dict[str, str] = {}  # file name -> attributes, from attributes_XX.csv
+        self._attributes: dict[str, dict[str, str]] = {}  # machine -> file name -> attributes (attributes_XX.csv)
 
     def machines(self) -> list[str]:
         found = machine_types(require_folder(self.root, HINT))
+        if self.machine != EVERY_MACHINE and (self.root / self.machine).is_dir() and self.machine not in found:
+            raise DataError(f"machine={self.machine}: {self.root / self.machine} has no train/ folder; {HINT}")
         if not found:
             raise DataError(f"no machine type in {self.root} (no <machine>/train/ folder); {HINT}")
         if self.machine == EVERY_MACHINE:
@@ -151,10 +160,14 @@ class DcaseReader:
                                   int(name.condition == "anomaly"), machine=label.rsplit("_section_", 1)[0]
                                   if self.machine == EVERY_MACHINE else self.machine, machine_id=label,
                                   domain=name.domain, aux=aux.index(aux_name) if aux_name in aux else -1))
+        if labelled_test and not self._testable(labelled_test):
+            raise DataError(f"{self.root}: no section of machine={self.machine} has both normal and anomalous test "
+                            "clips, so no test metric can be computed; DCASE's test folders hold both (give "
+                            "machine=all to train on these sections beside others)")
         untested = ""
         if not labelled_test:
-            untested = (f"the {self.unlabelled} test clip(s) are anonymised evaluation clips without labels: not "
-                        "tested; score them with machine_sound.predict (output=<folder> writes the challenge's files)")
+            untested = (f"the {self.unlabelled} test clip(s) are anonymised evaluation clips without labels; score "
+                        "them with machine_sound.predict (output=<folder> writes the challenge's files)")
         sections = {a: label_names.index(a.split("@", 1)[0]) for a in aux}
         return Index(records, tuple(label_names), {"machine": self.machine}, untested=untested,
                      aux_names=tuple(a.replace("@", "_") for a in aux), aux_labels=tuple(sections[a] for a in aux),
@@ -162,26 +175,36 @@ class DcaseReader:
 
     def _aux(self, clip) -> str:
         """The auxiliary class of a clip: `<label>@<attributes>` (the '@' is replaced by '_' in the names), or
-        the label alone without attributes or with `aux_labels=section`."""
-        _, label, name, _, _ = clip
-        attributes = self._attributes.get(clip[0].name, name.attributes)
+        the label alone without attributes or with `aux_labels=section`. The attributes are its machine type's
+        attributes_XX.csv's for this file where it has them, the name's otherwise."""
+        path, label, name, _, _ = clip
+        machine = label.rsplit("_section_", 1)[0] if self.machine == EVERY_MACHINE else self.machine
+        attributes = self._attributes.get(machine, {}).get(path.name) or name.attributes
         return f"{label}@{attributes}" if attributes and self.aux_labels == "section_attribute" else label
 
     def _machine_clips(self, machine: str) -> list[tuple]:
         """(path, label, ClipName, split, evaluator) of every clip of one machine type."""
         folder = self.root / machine
-        self._attributes.update(read_attribute_files(folder))
+        self._attributes[machine] = read_attribute_files(folder)
         prefix = f"{machine}_" if self.machine == EVERY_MACHINE else ""
         clips = [(path, prefix + name.section, name, "train", None) for path, name in self._parse(folder / "train")]
         anomalous = [path for path, _, name, _, _ in clips if name.condition != "normal"]
         if anomalous:
             raise DataError(f"{anomalous[0]}: not a normal training clip; DCASE's train/ holds normal clips only")
         old = [folder / d for d in DOMAIN_FOLDERS if (folder / d).is_dir()]
+        if old and (folder / "test").is_dir():
+            raise DataError(f"{folder} holds both test/ (DCASE 2022-2025) and {old[0].name}/ (2021): keep one "
+                            "year's layout per machine type")
         if old:  # DCASE 2021: the test folder says the domain, also for anonymised clips
             for test in old:
                 domain = test.name.split("_")[0]
-                clips += [(path, prefix + name.section, name if name.domain else _with_domain(name, domain), "test",
-                           "dcase2021") for path, name in self._parse(test)]
+                parsed = self._parse(test)
+                wrong = [path for path, name in parsed if name.domain not in ("", domain)]
+                if wrong:
+                    raise DataError(f"{wrong[0]}: a clip of the other domain in {test.name}/; DCASE 2021's "
+                                    f"{test.name}/ holds {domain}-domain clips only")
+                clips += [(path, prefix + name.section, _with_domain(name, domain), "test", "dcase2021")
+                          for path, name in parsed]
         elif (folder / "test").is_dir():
             clips += [(path, prefix + name.section, name, "test", "dcase2022")
                       for path, name in self._parse(folder / "test")]
@@ -207,32 +230,37 @@ class DcaseReader:
                 raise DataError(f"{path}: the name is not section_XX_<source|target>_<train|test>_<normal|anomaly>_"
                                 f"NNNN[_<attributes>].wav nor an evaluation clip's section_XX_NNNN.wav; {HINT}")
             if name.split != folder.name.split("_")[-1]:
-                raise DataError(f"{path}: a {name.split} clip in {folder.name}/")
+                what = "an anonymised test clip (section_XX_NNNN.wav)" if not name.domain else f"a {name.split} clip"
+                raise DataError(f"{path}: {what} in {folder.name}/; move it to the {name.split} folder or away")
             found.append((path, name))
         if not found:
             raise DataError(f"no .wav files in {folder}; {HINT}")
         return found
 
     @staticmethod
+    def _testable(labelled_test: list[tuple]) -> bool:
+        """Whether some section has both normal and anomalous labelled test clips (found before training)."""
+        kinds: dict[str, set[str]] = {}
+        for _, label, name, _, _ in labelled_test:
+            kinds.setdefault(label, set()).add(name.condition)
+        return any(len(found) == 2 for found in kinds.values())
+
+    @staticmethod
     def _clip_seconds(records: list[Record]) -> float:
-        """The clip length of the data: the longest training file of each machine type (ToyCar and ToyTrain are
-        12 s in DCASE 2023, the others 10 s), and the longest of those with several types (shorter clips are then
-        zero-padded, which the log says)."""
+        """The clip length of the data: the longest training file (from the headers; ToyCar and ToyTrain are 12 s
+        in DCASE 2023, the others 10 s), so with several machine types the shorter clips are zero-padded."""
         lengths: dict[str, float] = {}
         for record in records:
-            if record.split is None and record.machine not in lengths:
+            if record.split is None:
                 try:
                     info = sf.info(str(record.path))
                 except (RuntimeError, sf.LibsndfileError):
                     continue  # reported, naming the file, when the data module checks it
-                lengths[record.machine] = info.frames / info.samplerate
+                lengths[record.machine] = max(lengths.get(record.machine, 0.0), info.frames / info.samplerate)
         if not lengths:
             raise DataError("no readable training clip to take the clip length from; set data.clip_seconds")
-        longest = max(lengths.values())
-        if len(set(lengths.values())) > 1:
-            log.info("clip lengths differ between machine types (%s): every clip is zero-padded to %.1f s",
-                     ", ".join(f"{m} {s:.1f} s" for m, s in sorted(lengths.items())), longest)
-        return round(longest, 3)
+        log.debug("longest training clip per machine type: %s", lengths)
+        return round(max(lengths.values()), 3)
 
 
 def _with_domain(name: ClipName, domain: str) -> ClipName:
