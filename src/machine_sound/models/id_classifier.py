@@ -68,7 +68,7 @@ class IdClassifier(AnomalyDetector):
         scorer: str = "knn",
         k: int = 1,
         by_domain: bool = True,
-        source_means: int | None = None,
+        source_means: int | None = 16,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         threshold_percentile: float = 90.0,

@@ -63,8 +63,9 @@ class KnnMemory(nn.Module):
             raise ConfigError(f"model.source_means={source_means!r}: a number of k-means centres >= 1 (16 in "
                               "Wilkinghoff 2023), or null to keep every source embedding")
         if source_means is not None and not by_domain:
-            raise ConfigError("model.source_means replaces the source-domain embeddings by centres, which only "
-                              "makes sense with model.by_domain=true")
+            raise ConfigError(f"model.source_means={source_means} replaces the source-domain embeddings by centres, "
+                              "which only makes sense with model.by_domain=true; with model.by_domain=false set "
+                              "model.source_means=null")
         self.k, self.metric, self.by_domain, self.source_means, self.seed = k, metric, by_domain, source_means, seed
         self.register_buffer("embeddings", torch.empty(0, 0))
         self.register_buffer("labels", torch.empty(0, dtype=torch.long))
