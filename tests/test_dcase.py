@@ -246,7 +246,7 @@ def test_domain_aware_knn_takes_the_nearer_domain_and_kmeans_shrinks_the_source(
     assert torch.equal(reloaded.embeddings, means.embeddings) and torch.equal(reloaded.domains, means.domains)
     old = {"embeddings": torch.ones(3, 2), "labels": torch.zeros(3, dtype=torch.long)}  # stored before domains
     KnnMemory().load_state_dict(old)
-    with pytest.raises(ConfigError, match="source_means .*by_domain=true"):
+    with pytest.raises(ConfigError, match="source_means=4 .*by_domain=true"):
         KnnMemory(source_means=4)
     assert knn_distance(torch.ones(1, 2), torch.ones(2, 2)).item() == pytest.approx(0.0, abs=1e-6)
 
