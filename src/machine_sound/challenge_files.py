@@ -34,11 +34,12 @@ def folder_machine(path: Path) -> str | None:
     return path.parent.parent.name if path.parent.name in TEST_FOLDERS + ("train",) else None
 
 
-def check_inputs(files: list[Path], machine: str | None, labels: list[str]) -> None:
-    """Before scoring into the challenge's files: every name is a DCASE one, no two test files share a name (the
-    files name a clip by its name alone), and a model of one machine type is not given another type's folder.
-    DataError naming the first file that breaks a rule."""
-    seen: dict[str, Path] = {}
+def check_inputs(files: list[Path], machine: str | None, labels: list[str], folder: Path) -> None:
+    """Before scoring into the challenge's files in `folder`: every name is a DCASE one, no two test files of one
+    result file share a name (the files name a clip by its name alone), a model of one machine type is not given
+    another type's folder, and no result file's path is taken by something that is not a file. DataError naming
+    the first file that breaks a rule."""
+    seen: dict[tuple, Path] = {}
     every = any("_section_" in label for label in labels)
     for path in files:
         name = parse_name(path.name)
@@ -47,14 +48,19 @@ def check_inputs(files: list[Path], machine: str | None, labels: list[str]) -> N
                             "the challenge's result files; leave it out, or write a .csv (output=<file>.csv)")
         if name.split == "train":
             continue
-        if path.name in seen:
-            raise DataError(f"{path} and {seen[path.name]} have the same name, which the challenge's files cannot "
-                            "tell apart; score one folder of test clips at a time")
-        seen[path.name] = path
         other = folder_machine(path)
         if not every and machine and other and other != machine:
             raise DataError(f"{path} is in a {other}/ folder, but the model learned {machine}; score each machine "
                             "type with its own model")
+        key = result_key(path, f"{other}_{name.section}" if every and other else name.section, machine)
+        if (key, path.name) in seen:
+            raise DataError(f"{path} and {seen[(key, path.name)]} have the same name, which the challenge's files "
+                            "cannot tell apart; score one folder of test clips at a time")
+        seen[(key, path.name)] = path
+        for target in file_names(*key):
+            if (folder / target).exists() and not (folder / target).is_file():
+                raise DataError(f"cannot write {folder / target}: something that is not a file is there; move it "
+                                "away or give output= another folder")
 
 
 def result_key(path: Path, label: str, machine: str | None) -> tuple[str, str, str]:

@@ -106,6 +106,8 @@ def _machine_types(root) -> str:
 
     if root is None:
         raise ConfigError("sweep=dcase sweeps the machine types under data.root: set data.root")
+    if not Path(root).is_dir():
+        raise ConfigError(f"sweep=dcase: data.root={root} does not exist; {HINT}")
     found = machine_types(Path(root))
     if not found:
         raise ConfigError(f"sweep=dcase: no machine type (a folder with train/) in data.root={root}; {HINT}")

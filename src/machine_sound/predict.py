@@ -143,7 +143,7 @@ class PredictionWriter(BasePredictionWriter):
         machine_id = file_id(path, names)
         if not machine_id:
             return {**row, "error": f"no anomaly score: neither the name nor a folder names one of the model's "
-                                    f"machine IDs ({', '.join(names)})"}
+                                    f"machine IDs or sections, the ones it learned ({', '.join(names)})"}
         k = names.index(machine_id)
         score, threshold = float(scores[k]), float(model.threshold[k])
         row.update(machine_id=machine_id, anomaly_score=float(f"{score:.7g}"))
@@ -227,7 +227,7 @@ def _predict(ckpt_path, source, output: Path, aggregate: str, overrides,
     if challenge:
         from machine_sound.challenge_files import check_inputs
 
-        check_inputs(dataset.files, machine, model.class_names)
+        check_inputs(dataset.files, machine, model.class_names, output.parent)
     writer = PredictionWriter(dataset, output, aggregate)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[writer])

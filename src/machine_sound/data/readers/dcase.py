@@ -135,6 +135,11 @@ class DcaseReader:
         if not found:
             raise DataError(f"no machine type in {self.root} (no <machine>/train/ folder); {HINT}")
         if self.machine == EVERY_MACHINE:
+            skipped = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name not in found
+                             and not p.name.startswith("."))
+            if skipped:
+                log.warning("machine=all: %s under %s have no train/ folder and are left out", ", ".join(skipped),
+                            self.root)
             return found
         if self.machine not in found:
             raise ConfigError(f"machine={self.machine}: no such machine type in {self.root}; found "
@@ -161,9 +166,9 @@ class DcaseReader:
                                   if self.machine == EVERY_MACHINE else self.machine, machine_id=label,
                                   domain=name.domain, aux=aux.index(aux_name) if aux_name in aux else -1))
         if labelled_test and not self._testable(labelled_test):
+            beside = "" if self.machine == EVERY_MACHINE else " (or machine=all, to learn them beside others)"
             raise DataError(f"{self.root}: no section of machine={self.machine} has both normal and anomalous test "
-                            "clips, so no test metric can be computed; DCASE's test folders hold both (give "
-                            "machine=all to train on these sections beside others)")
+                            f"clips, so no test metric can be computed; DCASE's test folders hold both{beside}")
         untested = ""
         if not labelled_test:
             untested = (f"the {self.unlabelled} test clip(s) are anonymised evaluation clips without labels; score "
