@@ -274,6 +274,26 @@ def test_the_comparison_table_summarises_seeds_and_compares_with_the_autoencoder
     assert "| pump | id_02 | 0.640 ± 0.028 | 0.840 ± 0.028 |" in text  # mean ± std over the two seeds
     assert "| **all** | **mean** | **0.630 ± 0.028** | **0.830 ± 0.028** |" in text
     assert "Best detector: embedding_knn, mean AUROC +0.200 against the autoencoder (2 seeds; beyond" in text
+    assert "Target (+0.15 beyond the spread): met." in text
+
+    def job(folder, model, seed, machine, auroc):
+        path = folder / f"-6_dB_{machine}" / "all" / f"seed={seed},model={model}"
+        (path / ".hydra").mkdir(parents=True)
+        (path / "metrics.json").write_text(json.dumps({
+            "task": "id_anomaly", "model": model, "machine": machine, "snr": "-6_dB", "seed": seed,
+            "per_id": {"id_00": {"auroc": auroc, "pauc": 0.5}}}))
+
+    lower = tmp_path / "lower"
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        for machine in ("fan", "pump"):
+            job(lower, "autoencoder", seed, machine, 0.70 + shift)
+            job(lower, "id_classifier", seed, machine, 0.60 + shift)
+    job(lower, "autoencoder", 2, "pump", 0.10)  # a seed still running: pump done, fan not yet
+    compare_detectors.main([str(lower), "--out", str(tmp_path / "lower.md")])
+    text = (tmp_path / "lower.md").read_text()
+    assert "| **all** | **mean** | **0.710 ± 0.014** | **0.610 ± 0.014** |" in text  # seed 2 is not in it yet
+    assert ("mean AUROC -0.100 against the autoencoder (2 seeds; beyond the sum of their standard deviations over "
+            "seeds, 0.028). The autoencoder is the best detector. Target (+0.15 beyond the spread): not met.") in text
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no finished detector run under"):
         compare_detectors.main([str(tmp_path / "empty")])
