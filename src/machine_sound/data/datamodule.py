@@ -132,8 +132,7 @@ class AudioDataModule(L.LightningDataModule):
     def evaluator(self) -> str | None:
         """How the test is scored where the layout has a challenge's rules (DCASE 2021-2025:
         `machine_sound.challenge`), else None."""
-        self.index  # noqa: B018 - the reader knows once it has read
-        return getattr(self.reader, "evaluator", None)
+        return self.index.evaluator or None
 
     def identity(self) -> dict:
         """What names this data in metrics.json and the HPARAMS row: the layout's own keys (machine, id, snr)

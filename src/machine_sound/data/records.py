@@ -56,6 +56,8 @@ class Index:
     - `note`: shown after the run's name, e.g. `test at 6_dB`.
     - `aux_names`: the auxiliary classes (`Record.aux`), and `aux_labels` the label each belongs to; empty where
       the labels are the classes learned.
+    - `evaluator`: whose rules score the test where the layout has a challenge's (DCASE 2021-2025: `dcase2021` or
+      `dcase2022`, see `machine_sound.challenge`); '' otherwise.
     - `untested`: why the index has no test records though that is fine (an evaluation set's anonymised test clips,
       scored with predict); '' otherwise, when a run without test records is an error.
     - `clip_seconds`: the length of the layout's clips where it reads it from its files (DCASE 2021-2025), used
@@ -70,6 +72,7 @@ class Index:
     aux_labels: tuple[int, ...] = ()
     clip_seconds: float | None = None
     untested: str = ""
+    evaluator: str = ""
 
 
 def find_audio(folder: str | Path, suffixes: Sequence[str] = AUDIO_SUFFIXES, recursive: bool = True) -> list[Path]:

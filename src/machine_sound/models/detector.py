@@ -178,10 +178,10 @@ class AnomalyDetector(WaveformModel):
             tested = {self.ids[k] for k in labels.unique().tolist()}
             self.per_id = {name: m for name, m in auroc_by_label(scores, flags, labels, self.ids).items()
                            if name in tested}
-        missing = {name: m["missing"] for name, m in self.per_id.items() if "missing" in m}
+        missing = {name: m["missing"] if isinstance(m["missing"], str)  # per ID, or per metric of a section
+                   else ", ".join(f"{metric}: {why}" for metric, why in m["missing"].items())
+                   for name, m in self.per_id.items() if "missing" in m}
         for name, reason in missing.items():
-            if not isinstance(reason, str):
-                reason = ", ".join(f"{metric}: {why}" for metric, why in reason.items())
             log.warning("test %s of %s are missing: %s", "metrics" if self.evaluator else "AUROC and pAUC", name,
                         reason)
         scored = {name: {k: v for k, v in m.items() if v is not None and k != "missing"}
@@ -189,10 +189,8 @@ class AnomalyDetector(WaveformModel):
         scored = {name: m for name, m in scored.items() if m}
         if not scored and not self.trainer.fast_dev_run:
             unit = "section" if self.evaluator else "machine ID"
-            reasons = "; ".join(f"{k}: {v if isinstance(v, str) else ', '.join(f'{m} {r}' for m, r in v.items())}"
-                                for k, v in missing.items())
             raise MachineSoundError(f"no test metric can be computed: no {unit} has both normal and anomalous test "
-                                    f"clips ({reasons})")
+                                    f"clips ({'; '.join(f'{k}: {v}' for k, v in missing.items())})")
         values = {f"test/{metric}_{name}": v for name, m in scored.items() for metric, v in m.items()}
         if self.evaluator:
             values.update({f"test/{k}": v for k, v in summary_metrics(self.per_id, self.evaluator).items()})

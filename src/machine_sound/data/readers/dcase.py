@@ -124,8 +124,6 @@ class DcaseReader:
         if aux_labels not in AUX_LABELS:
             raise ConfigError(f"data.reader.aux_labels={aux_labels}: choose {' or '.join(AUX_LABELS)}")
         self.root, self.machine, self.aux_labels = Path(root), str(machine), aux_labels
-        self.evaluator: str | None = None  # dcase2021 or dcase2022, known once read
-        self.unlabelled = 0  # anonymised test clips left out of the index (scored with predict)
         self._attributes: dict[str, dict[str, str]] = {}  # machine -> file name -> attributes (attributes_XX.csv)
 
     def machines(self) -> list[str]:
@@ -151,9 +149,8 @@ class DcaseReader:
         self._attributes = {}
         clips = [clip for machine in machines for clip in self._machine_clips(machine)]
         labelled_test = [c for c in clips if c[3] == "test" and c[2].condition]
-        evaluators = {c[4] for c in clips if c[4]}
-        self.evaluator = "dcase2021" if "dcase2021" in evaluators else "dcase2022"
-        self.unlabelled = sum(1 for c in clips if c[3] == "test" and not c[2].condition)
+        evaluator = "dcase2021" if "dcase2021" in {c[4] for c in clips} else "dcase2022"
+        unlabelled = sum(1 for c in clips if c[3] == "test" and not c[2].condition)
         label_names = sorted({c[1] for c in clips})
         aux = sorted({self._aux(c) for c in clips if c[3] == "train"})
         records = []
@@ -171,10 +168,10 @@ class DcaseReader:
                             f"clips, so no test metric can be computed; DCASE's test folders hold both{beside}")
         untested = ""
         if not labelled_test:
-            untested = (f"the {self.unlabelled} test clip(s) are anonymised evaluation clips without labels; score "
+            untested = (f"the {unlabelled} test clip(s) are anonymised evaluation clips without labels; score "
                         "them with machine_sound.predict (output=<folder> writes the challenge's files)")
         sections = {a: label_names.index(a.split("@", 1)[0]) for a in aux}
-        return Index(records, tuple(label_names), {"machine": self.machine}, untested=untested,
+        return Index(records, tuple(label_names), {"machine": self.machine}, untested=untested, evaluator=evaluator,
                      aux_names=tuple(a.replace("@", "_") for a in aux), aux_labels=tuple(sections[a] for a in aux),
                      clip_seconds=self._clip_seconds(records))
 
