@@ -19,7 +19,7 @@ import csv
 import logging
 from pathlib import Path
 
-from machine_sound.data.readers.dcase import DOMAIN_FOLDERS, parse_name
+from machine_sound.data.readers.dcase import DOMAIN_FOLDERS, ClipName, label_machine, parse_name, section_label
 from machine_sound.errors import DataError
 from machine_sound.runs import write_atomic
 
@@ -34,25 +34,31 @@ def folder_machine(path: Path) -> str | None:
     return path.parent.parent.name if path.parent.name in TEST_FOLDERS + ("train",) else None
 
 
+def dcase_name(path: Path) -> ClipName:
+    """The parsed name of a file bound for the challenge's files; DataError when it is not a DCASE one."""
+    name = parse_name(path.name)
+    if name is None:
+        raise DataError(f"{path}: not a DCASE 2021-2025 file name (section_XX_...wav), so it has no place in the "
+                        "challenge's result files; leave it out, or write a .csv (output=<file>.csv)")
+    return name
+
+
 def check_inputs(files: list[Path], machine: str | None, labels: list[str], folder: Path) -> None:
     """Before scoring into the challenge's files in `folder`: every name is a DCASE one, no two test files of one
     result file share a name (the files name a clip by its name alone), a model of one machine type is not given
     another type's folder, and no result file's path is taken by something that is not a file. DataError naming
     the first file that breaks a rule."""
     seen: dict[tuple, Path] = {}
-    every = any("_section_" in label for label in labels)
+    every = any(label_machine(label) for label in labels)
     for path in files:
-        name = parse_name(path.name)
-        if name is None:
-            raise DataError(f"{path}: not a DCASE 2021-2025 file name (section_XX_...wav), so it has no place in "
-                            "the challenge's result files; leave it out, or write a .csv (output=<file>.csv)")
+        name = dcase_name(path)
         if name.split == "train":
             continue
         other = folder_machine(path)
         if not every and machine and other and other != machine:
             raise DataError(f"{path} is in a {other}/ folder, but the model learned {machine}; score each machine "
                             "type with its own model")
-        key = result_key(path, f"{other}_{name.section}" if every and other else name.section, machine)
+        key = result_key(path, section_label(other, name.section, bool(every and other)), machine)
         if (key, path.name) in seen:
             raise DataError(f"{path} and {seen[(key, path.name)]} have the same name, which the challenge's files "
                             "cannot tell apart; score one folder of test clips at a time")
@@ -67,16 +73,9 @@ def result_key(path: Path, label: str, machine: str | None) -> tuple[str, str, s
     """(machine type, section, domain or '') of a scored file: the machine from the label (`fan_section_00`, a
     model of every type) or the run's machine; the domain where 2021's test folders give it. DataError when the
     name is not a DCASE one."""
-    name = parse_name(path.name)
-    if name is None:
-        raise DataError(f"{path}: not a DCASE 2021-2025 test file name (section_XX_...wav), so it has no place in the "
-                        "challenge's result files; write a .csv instead (output=<file>.csv)")
-    if "_section_" in label:
-        machine = label.rsplit("_section_", 1)[0]
-    domain = ""
-    if path.parent.name in DOMAIN_FOLDERS:
-        domain = path.parent.name.split("_")[0]
-    return str(machine), name.section, domain
+    name = dcase_name(path)
+    domain = path.parent.name.split("_")[0] if path.parent.name in DOMAIN_FOLDERS else ""
+    return str(label_machine(label) or machine), name.section, domain
 
 
 def file_names(machine: str, section: str, domain: str) -> tuple[str, str]:

@@ -57,7 +57,7 @@ def own_id(path: Path, ids: list[str]) -> str | None:
         if f"_{machine_id}_" in name:
             return machine_id
     for machine_id in ids:  # DCASE with machine=all: `<machine>_section_XX`, the machine type's folder above
-        machine, _, section = machine_id.rpartition("_section_")
+        machine, _, section = machine_id.rpartition("_section_")  # readers.dcase.section_label's form
         if machine and f"_section_{section}_" in name and machine in path.parent.parts:
             return machine_id
     return next((part for part in reversed(path.parent.parts) if part in ids), None)

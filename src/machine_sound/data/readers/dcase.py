@@ -21,8 +21,9 @@ import csv
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import soundfile as sf
 
@@ -63,6 +64,16 @@ class ClipName:
         if len(parts) % 2:
             return {"attributes": self.attributes}
         return dict(zip(parts[::2], parts[1::2]))
+
+
+def section_label(machine: str, section: str, every: bool) -> str:
+    """The label of a section: `section_00`, or `fan_section_00` in a model of every machine type."""
+    return f"{machine}_{section}" if every else section
+
+
+def label_machine(label: str) -> str:
+    """The machine type a section label names (`fan_section_00` -> `fan`); '' for a plain `section_00`."""
+    return label.rpartition("_section_")[0]
 
 
 def parse_name(name: str) -> ClipName | None:
@@ -107,6 +118,15 @@ def read_attribute_files(folder: Path) -> dict[str, str]:
     return found
 
 
+class _Clip(NamedTuple):
+    path: Path
+    machine: str
+    label: str  # section_label(...)
+    name: ClipName
+    split: str  # train or test
+    evaluator: str  # dcase2021 or dcase2022 for a test clip, '' for a training clip
+
+
 class DcaseReader:
     """One machine type (or every type found, `machine=all`) of a DCASE 2021-2025 Task 2 set, as an `Index`.
 
@@ -148,20 +168,19 @@ class DcaseReader:
         machines = self.machines()
         self._attributes = {}
         clips = [clip for machine in machines for clip in self._machine_clips(machine)]
-        labelled_test = [c for c in clips if c[3] == "test" and c[2].condition]
-        evaluator = "dcase2021" if "dcase2021" in {c[4] for c in clips} else "dcase2022"
-        unlabelled = sum(1 for c in clips if c[3] == "test" and not c[2].condition)
-        label_names = sorted({c[1] for c in clips})
-        aux = sorted({self._aux(c) for c in clips if c[3] == "train"})
+        labelled_test = [c for c in clips if c.split == "test" and c.name.condition]
+        evaluator = "dcase2021" if "dcase2021" in {c.evaluator for c in clips} else "dcase2022"
+        unlabelled = sum(1 for c in clips if c.split == "test" and not c.name.condition)
+        label_names = sorted({c.label for c in clips})
+        aux = sorted({self._aux(c) for c in clips if c.split == "train"})
         records = []
-        for path, label, name, split, _ in clips:
-            if split == "test" and not name.condition:
+        for clip in clips:
+            if clip.split == "test" and not clip.name.condition:
                 continue  # an anonymised evaluation clip: predict scores it
-            aux_name = self._aux((path, label, name, split, None))
-            records.append(Record(path, label_names.index(label), "test" if split == "test" else None,
-                                  int(name.condition == "anomaly"), machine=label.rsplit("_section_", 1)[0]
-                                  if self.machine == EVERY_MACHINE else self.machine, machine_id=label,
-                                  domain=name.domain, aux=aux.index(aux_name) if aux_name in aux else -1))
+            aux_name = self._aux(clip)
+            records.append(Record(clip.path, label_names.index(clip.label), "test" if clip.split == "test" else None,
+                                  int(clip.name.condition == "anomaly"), machine=clip.machine, machine_id=clip.label,
+                                  domain=clip.name.domain, aux=aux.index(aux_name) if aux_name in aux else -1))
         if labelled_test and not self._testable(labelled_test):
             beside = "" if self.machine == EVERY_MACHINE else " (or machine=all, to learn them beside others)"
             raise DataError(f"{self.root}: no section of machine={self.machine} has both normal and anomalous test "
@@ -175,22 +194,24 @@ class DcaseReader:
                      aux_names=tuple(a.replace("@", "_") for a in aux), aux_labels=tuple(sections[a] for a in aux),
                      clip_seconds=self._clip_seconds(records))
 
-    def _aux(self, clip) -> str:
+    def _aux(self, clip: _Clip) -> str:
         """The auxiliary class of a clip: `<label>@<attributes>` (the '@' is replaced by '_' in the names), or
         the label alone without attributes or with `aux_labels=section`. The attributes are its machine type's
         attributes_XX.csv's for this file where it has them, the name's otherwise."""
-        path, label, name, _, _ = clip
-        machine = label.rsplit("_section_", 1)[0] if self.machine == EVERY_MACHINE else self.machine
-        attributes = self._attributes.get(machine, {}).get(path.name) or name.attributes
-        return f"{label}@{attributes}" if attributes and self.aux_labels == "section_attribute" else label
+        attributes = self._attributes.get(clip.machine, {}).get(clip.path.name) or clip.name.attributes
+        return f"{clip.label}@{attributes}" if attributes and self.aux_labels == "section_attribute" else clip.label
 
-    def _machine_clips(self, machine: str) -> list[tuple]:
-        """(path, label, ClipName, split, evaluator) of every clip of one machine type."""
+    def _machine_clips(self, machine: str) -> list[_Clip]:
+        """Every clip of one machine type."""
         folder = self.root / machine
         self._attributes[machine] = read_attribute_files(folder)
-        prefix = f"{machine}_" if self.machine == EVERY_MACHINE else ""
-        clips = [(path, prefix + name.section, name, "train", None) for path, name in self._parse(folder / "train")]
-        anomalous = [path for path, _, name, _, _ in clips if name.condition != "normal"]
+        every = self.machine == EVERY_MACHINE
+
+        def clip(path: Path, name: ClipName, split: str, evaluator: str = "") -> _Clip:
+            return _Clip(path, machine, section_label(machine, name.section, every), name, split, evaluator)
+
+        clips = [clip(path, name, "train") for path, name in self._parse(folder / "train")]
+        anomalous = [c.path for c in clips if c.name.condition != "normal"]
         if anomalous:
             raise DataError(f"{anomalous[0]}: not a normal training clip; DCASE's train/ holds normal clips only")
         old = [folder / d for d in DOMAIN_FOLDERS if (folder / d).is_dir()]
@@ -205,22 +226,20 @@ class DcaseReader:
                 if wrong:
                     raise DataError(f"{wrong[0]}: a clip of the other domain in {test.name}/; DCASE 2021's "
                                     f"{test.name}/ holds {domain}-domain clips only")
-                clips += [(path, prefix + name.section, _with_domain(name, domain), "test", "dcase2021")
-                          for path, name in parsed]
+                clips += [clip(path, replace(name, domain=domain), "test", "dcase2021") for path, name in parsed]
         elif (folder / "test").is_dir():
-            clips += [(path, prefix + name.section, name, "test", "dcase2022")
-                      for path, name in self._parse(folder / "test")]
+            clips += [clip(path, name, "test", "dcase2022") for path, name in self._parse(folder / "test")]
         else:
             raise DataError(f"no folder {folder / 'test'} (nor source_test/ and target_test/); {HINT}")
-        trained = {label for _, label, _, split, _ in clips if split == "train"}
-        untrained = sorted({label for _, label, _, split, _ in clips if split == "test"} - trained)
+        trained = {c.label for c in clips if c.split == "train"}
+        untrained = sorted({c.label for c in clips if c.split == "test"} - trained)
         if untrained:
             raise DataError(f"{folder}: test clips of {', '.join(untrained)} but no training clips of it")
-        counts = Counter((name.domain or "?", name.condition or "unlabelled") for _, _, name, split, _ in clips
-                         if split == "test")
+        counts = Counter((c.name.domain or "?", c.name.condition or "unlabelled") for c in clips if c.split == "test")
         log.info("%s: %d training clips (%d target domain), test %s", folder,
-                 sum(c[3] == "train" for c in clips), sum(c[3] == "train" and c[2].domain == "target" for c in clips),
-                 ", ".join(f"{d}/{c} {n}" for (d, c), n in sorted(counts.items())))
+                 sum(c.split == "train" for c in clips),
+                 sum(c.split == "train" and c.name.domain == "target" for c in clips),
+                 ", ".join(f"{d}/{k} {n}" for (d, k), n in sorted(counts.items())))
         return clips
 
     @staticmethod
@@ -240,11 +259,11 @@ class DcaseReader:
         return found
 
     @staticmethod
-    def _testable(labelled_test: list[tuple]) -> bool:
+    def _testable(labelled_test: list[_Clip]) -> bool:
         """Whether some section has both normal and anomalous labelled test clips (found before training)."""
         kinds: dict[str, set[str]] = {}
-        for _, label, name, _, _ in labelled_test:
-            kinds.setdefault(label, set()).add(name.condition)
+        for c in labelled_test:
+            kinds.setdefault(c.label, set()).add(c.name.condition)
         return any(len(found) == 2 for found in kinds.values())
 
     @staticmethod
@@ -264,6 +283,3 @@ class DcaseReader:
         log.debug("longest training clip per machine type: %s", lengths)
         return round(max(lengths.values()), 3)
 
-
-def _with_domain(name: ClipName, domain: str) -> ClipName:
-    return ClipName(name.section, domain, name.split, name.condition, name.number, name.attributes)
