@@ -2,7 +2,7 @@
 
     python -m machine_sound.predict ckpt_path=<file> input=<file or folder> [output=<csv>] [aggregate=mean|max]
     (or machine-sound-predict ..., once installed)
-    output=<folder> (a model of data=dcase): predictions.csv and the DCASE challenge's result files there
+    output=<folder> (a model of data=dcase): predictions_<machine>.csv and the DCASE challenge's result files there
 
 The checkpoint's model turns waveforms into scores by itself (front end, statistics, weights, threshold); its
 stored run config says how to read a file (sample rate, channel choice, clip length). A recording of any length
@@ -177,7 +177,7 @@ def predict(ckpt_path: str | Path, source: str | Path, output: str | Path | None
             overrides: list[str] = ()) -> tuple[Path, list[dict]]:
     """Score every recording under `source` (a file or a folder, searched recursively for .wav/.flac by
     `find_inputs`); write the CSV (default `outputs/predictions/<time>/predictions.csv`) and return its path and
-    rows. `output` may be a folder for a model trained on DCASE 2021-2025 data: predictions.csv and the
+    rows. `output` may be a folder for a model trained on DCASE 2021-2025 data: predictions_<machine>.csv and the
     challenge's result files (`machine_sound.challenge_files`) go there. DataError when no file can be scored:
     none readable or, for a model scored by machine ID, none naming one of its IDs."""
     if aggregate not in AGGREGATES:

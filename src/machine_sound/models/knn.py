@@ -90,8 +90,8 @@ class KnnMemory(nn.Module):
 
         keep = torch.ones(len(labels), dtype=torch.bool, device=labels.device)
         parts = []
-        for k in labels.unique().tolist():
-            source = (labels == k) & (domains == 0)
+        for label in labels.unique().tolist():
+            source = (labels == label) & (domains == 0)
             if int(source.sum()) <= self.source_means:
                 continue
             rows = embeddings[source]
@@ -100,7 +100,7 @@ class KnnMemory(nn.Module):
             means = KMeans(self.source_means, n_init=1, random_state=self.seed).fit(rows.cpu().double().numpy())
             centres = torch.as_tensor(means.cluster_centers_, dtype=torch.float32, device=embeddings.device)
             keep &= ~source
-            parts.append((centres, torch.full((len(centres),), k, device=labels.device),
+            parts.append((centres, torch.full((len(centres),), label, device=labels.device),
                           torch.zeros(len(centres), dtype=torch.long, device=labels.device)))
         if not parts:
             return embeddings, labels, domains
@@ -119,8 +119,8 @@ class KnnMemory(nn.Module):
                             self.k, k, len(rows))
             if not len(rows):
                 continue
-            domains = self.domains[self.labels == k] if len(self.domains) == len(self.labels) else None
-            if self.by_domain and domains is not None and (domains == 0).any() and (domains == 1).any():
+            domains = self.domains[self.labels == k]  # -1 where none (also for a memory stored before domains)
+            if self.by_domain and (domains == 0).any() and (domains == 1).any():
                 out[:, k] = torch.minimum(*(knn_distance(queries, rows[domains == d],
                                                          min(self.k, int((domains == d).sum())), self.metric)
                                             for d in (0, 1)))
