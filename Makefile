@@ -9,7 +9,7 @@ DIR    ?=
 HOST   ?= localhost
 REAL   ?= ../shared/real-samples
 
-.PHONY: help install train eval predict sweep compare summarize test test-slow baseline figures bench tensorboard lint clean clean-data
+.PHONY: help install train eval predict export sweep compare summarize test test-slow baseline figures bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,9 +26,13 @@ eval:  ## test a checkpoint again, on its run's data or another: make eval CKPT=
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=<run folder>/checkpoints/<name>.ckpt [ARGS='snr=6_dB']"; exit 2; }
 	$(PY) -m machine_sound.eval "ckpt_path=$(CKPT)" $(ARGS)
 
-predict:  ## score recordings with a checkpoint: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS=...]
-	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "usage: make predict CKPT=<file.ckpt> INPUT=<file or folder> [ARGS='output=scores.csv aggregate=max']"; exit 2; }
-	$(PY) -m machine_sound.predict "ckpt_path=$(CKPT)" "input=$(INPUT)" $(ARGS)
+predict:  ## score recordings: make predict CKPT=<file.ckpt or .onnx> INPUT=<file or folder> [ARGS=...]
+	@test -n "$(CKPT)" -a -n "$(INPUT)" || { echo "usage: make predict CKPT=<file.ckpt or file.onnx> INPUT=<file or folder> [ARGS='output=scores.csv aggregate=max timeline=true']"; exit 2; }
+	$(PY) -m machine_sound.predict "$$(case "$(CKPT)" in *.onnx) echo model_path;; *) echo ckpt_path;; esac)=$(CKPT)" "input=$(INPUT)" $(ARGS)
+
+export:  ## one ONNX file of a checkpoint, to run without torch: make export CKPT=<file.ckpt> [ARGS="output=m.onnx"]
+	@test -n "$(CKPT)" || { echo "usage: make export CKPT=<file.ckpt> [ARGS='output=model.onnx']"; exit 2; }
+	$(PY) -m machine_sound.export "ckpt_path=$(CKPT)" $(ARGS)
 
 sweep:  ## all 16 machine/IDs at SNR (default -6_dB), JOBS (default 2) in parallel; ends in one results table
 	$(PY) train.py -m sweep=mimii snr=$(SNR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS) $(ARGS)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from machine_sound.data.readers.dcase import DOMAIN_FOLDERS, ClipName, label_machine, parse_name, section_label
 from machine_sound.errors import DataError
-from machine_sound.runs import write_atomic
+from machine_sound.writing import write_atomic
 
 log = logging.getLogger(__name__)
 

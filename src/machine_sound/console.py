@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from typing import Sequence
 
 # Lightning's messages that are not the user's business here, as regular expressions.
 QUIET_WARNINGS = (
@@ -49,3 +50,25 @@ def print_result(lines: str) -> None:
     width = max(len(line) for line in lines.splitlines())
     rule = "─" * min(width, 100)
     print(f"\n{rule}\n{lines}\n{rule}", file=sys.stdout, flush=True)
+
+
+def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequence[str] = (),
+                    usage: str = "") -> tuple[dict[str, str], list[str]]:
+    """Split `key=value` arguments into this tool's own (`required` and `optional` keys, whose values are taken
+    verbatim, so paths may hold '=', ',' or spaces) and Hydra-syntax overrides of the stored run config (the
+    rest). `-h`/`--help` prints `usage` and exits; a missing required key prints it and exits with status 2."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage)
+        sys.exit(0)
+    own, overrides = {}, []
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if sep and key in (*required, *optional):
+            own[key] = value
+        else:
+            overrides.append(argument)
+    missing = [key for key in required if not own.get(key)]
+    if missing:
+        print(f"error: give {', '.join(f'{k}=...' for k in missing)}\n{usage}", file=sys.stderr)
+        sys.exit(2)
+    return own, overrides

@@ -6,17 +6,17 @@ Heavy imports (torch, Lightning) stay inside the functions, so importing this mo
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from machine_sound.console import parse_arguments  # noqa: F401  (its public home was here)
 from machine_sound.errors import ConfigError, DataError, require_positive
 from machine_sound.tasks import checkpoint_mode
+from machine_sound.writing import write_atomic, write_json  # noqa: F401  (their public home was here)
 
 RUN_CONFIG = "machine_sound_run_config"  # checkpoint key: the training run's unresolved config
 FORMAT_KEY, FORMAT = "machine_sound_format", 2  # 2: the model owns its front end (2026-11-29)
@@ -136,28 +136,6 @@ def load_model(ckpt_path: str | Path, cfg: DictConfig, map_location="cpu"):
                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
 
 
-def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequence[str] = (),
-                    usage: str = "") -> tuple[dict[str, str], list[str]]:
-    """Split `key=value` arguments into this tool's own (`required` and `optional` keys, whose values are taken
-    verbatim, so paths may hold '=', ',' or spaces) and Hydra-syntax overrides of the stored run config (the
-    rest). `-h`/`--help` prints `usage` and exits; a missing required key prints it and exits with status 2."""
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage)
-        sys.exit(0)
-    own, overrides = {}, []
-    for argument in argv:
-        key, sep, value = argument.partition("=")
-        if sep and key in (*required, *optional):
-            own[key] = value
-        else:
-            overrides.append(argument)
-    missing = [key for key in required if not own.get(key)]
-    if missing:
-        print(f"error: give {', '.join(f'{k}=...' for k in missing)}\n{usage}", file=sys.stderr)
-        sys.exit(2)
-    return own, overrides
-
-
 def metrics_record(datamodule, model, tested: dict, checkpoint: str | None, epochs: int | None,
                    seed: int | None) -> dict:
     """What `metrics.json` holds after a test (training's, or machine_sound.eval's): what the run was (its data's
@@ -233,25 +211,6 @@ def write_test_scores(path: Path, datamodule, model) -> None:
                 writer.writerow([str(record.path), names[record.label], flag, *values])
 
     write_atomic(path, write)
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_atomic(path, lambda staging: staging.write_text(json.dumps(data, indent=2)))
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write` fills a file beside `path` that then replaces `path` in one step: a reader never sees half a file,
-    and a failed write leaves nothing behind. The folder is made when missing; an OSError passes on, naming
-    `path`."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(staging)
-        os.replace(staging, path)
-    except OSError as err:  # named by the file meant, not by the staging file
-        raise OSError(err.errno, err.strerror, str(path)) from err
-    finally:
-        staging.unlink(missing_ok=True)
 
 
 def summary(result: dict, folder: str | Path) -> str:

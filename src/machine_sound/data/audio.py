@@ -14,8 +14,6 @@ from typing import Sequence
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from machine_sound.errors import ConfigError, DataError
 
@@ -116,9 +114,22 @@ def decode(path: str | Path, decoding: Decoding) -> tuple[np.ndarray, str]:
         raise BadFileError(path, f"{path} contains NaN or infinite samples; delete or replace it")
     wave = data[:, list(decoding.picks)].T if decoding.picks else data.mean(axis=1, keepdims=True).T
     if info.samplerate != decoding.sample_rate:
-        wave = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), info.samplerate,
-                                              decoding.sample_rate).numpy()
+        wave = resample(wave, info.samplerate, decoding.sample_rate, path)
     return np.ascontiguousarray(wave, dtype=np.float32), info.subtype
+
+
+def resample(wave: np.ndarray, rate: int, target: int, path: str | Path) -> np.ndarray:
+    """(channels, frames) from `rate` to `target` Hz with torchaudio's windowed-sinc resampler (the one training
+    used). Imported here, so reading files at the model's rate needs no torch (predict from an ONNX file);
+    DataError naming the file when torchaudio is not installed."""
+    try:
+        import torch
+        import torchaudio
+    except ImportError:
+        raise DataError(f"{path} is at {rate} Hz and the model takes {target} Hz: resampling needs torchaudio, which "
+                        f"is not installed here; convert the files to {target} Hz first, or install torch and "
+                        "torchaudio") from None
+    return torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, target).numpy()
 
 
 def verify(path: str | Path, decoding: Decoding) -> int:

@@ -106,7 +106,7 @@ class DenseAutoencoder(AnomalyDetector):
         if spec.shape[-1] < frames:
             raise ValueError(f"a clip of {spec.shape[-1]} frames is shorter than the {frames} frames of a vector")
         windows = spec.unfold(-1, frames, 1)  # (batch, channels, n_mels, vectors, frames)
-        return windows.permute(0, 3, 4, 1, 2).reshape(len(wave), windows.shape[3], -1)
+        return windows.permute(0, 3, 4, 1, 2).flatten(2)
 
     def errors(self, wave: torch.Tensor) -> torch.Tensor:
         """(batch, vectors): each vector's squared reconstruction error averaged over its values."""

@@ -15,6 +15,16 @@ from torch import nn
 from machine_sound.errors import ConfigError
 
 
+def band_median(spec: torch.Tensor) -> torch.Tensor:
+    """Every band's median over the frames, (..., n_mels, 1): `torch.median`'s value (the lower of the two middle
+    values for an even count). Under `torch.export` (ONNX has no median) the same value is read from the sorted
+    frames."""
+    if torch.compiler.is_exporting():
+        middle = (spec.shape[-1] - 1) // 2
+        return spec.sort(dim=-1).values[..., middle:middle + 1]
+    return spec.median(dim=-1, keepdim=True).values
+
+
 class LogMelFrontend(nn.Module):
     """MelSpectrogram -> dB -> per-mel-band standardisation with statistics fitted on training clips (optional),
     then (optionally) each clip's stationary background removed.
@@ -81,7 +91,7 @@ class LogMelFrontend(nn.Module):
         if self.standardize:
             spec = (spec - self.mean) / self.std
         if self.subtract_background:
-            spec = spec - spec.median(dim=-1, keepdim=True).values
+            spec = spec - band_median(spec)
         return spec
 
     def _apply(self, fn, recurse=True):

@@ -25,19 +25,21 @@ METRICS = ("cosine", "euclidean")
 
 
 def knn_distance(queries: torch.Tensor, memory: torch.Tensor, k: int = 1, metric: str = "cosine") -> torch.Tensor:
-    """The mean distance of each query (Q, D) to its `k` nearest rows of `memory` (N, D) -> (Q,), by `cdist` and
-    `topk`: the same as scikit-learn's brute-force `NearestNeighbors(k, metric=...).kneighbors(queries)[0].mean(1)`.
-    `cosine` is 1 - cosine similarity (from the Euclidean distance of the unit vectors), `euclidean` the L2
-    distance. Computed in float32 or wider. ValueError for an empty memory or fewer than `k` rows."""
+    """The mean distance of each query (Q, D) to its `k` nearest rows of `memory` (N, D) -> (Q,), by one matrix
+    product and `topk`: the same as scikit-learn's brute-force `NearestNeighbors(k, metric=...).kneighbors(queries)
+    [0].mean(1)`. `cosine` is 1 - cosine similarity, `euclidean` the L2 distance from |q|^2 + |m|^2 - 2 q.m (as
+    `torch.cdist` and scikit-learn compute it for more than 25 rows; ONNX has no `cdist`). Computed in float32 or
+    wider. ValueError for an empty memory or fewer than `k` rows."""
     if len(memory) < k or k < 1:
         raise ValueError(f"{len(memory)} memory rows cannot give the {k} nearest neighbours")
     queries, memory = queries.float(), memory.float()
     if metric == "cosine":
         unit_q = nn.functional.normalize(queries, dim=-1)
         unit_m = nn.functional.normalize(memory, dim=-1)
-        distances = (torch.cdist(unit_q, unit_m).square() / 2).clamp(0.0, 2.0)
+        distances = (1 - unit_q @ unit_m.T).clamp(0.0, 2.0)
     else:
-        distances = torch.cdist(queries, memory)
+        squared = queries.square().sum(-1, keepdim=True) + memory.square().sum(-1) - 2 * queries @ memory.T
+        distances = squared.clamp_min(0.0).sqrt()
     return distances.topk(k, dim=-1, largest=False).values.mean(dim=-1)
 
 
@@ -84,6 +86,7 @@ class KnnMemory(nn.Module):
         if self.source_means is not None:
             embeddings, labels, domains = self._source_means(embeddings, labels, domains)
         self.embeddings, self.labels, self.domains = embeddings.clone(), labels.clone(), domains.clone()
+        self._arrange()
 
     def _source_means(self, embeddings, labels, domains):
         from sklearn.cluster import KMeans
@@ -107,26 +110,51 @@ class KnnMemory(nn.Module):
         return tuple(torch.cat([kept[keep]] + [p[i] for p in parts])
                      for i, kept in enumerate((embeddings, labels, domains)))
 
+    def _arrange(self) -> None:
+        """Order the rows by (ID, domain group) and note each group's span of rows, as Python numbers: the search
+        then slices fixed spans, with no data-dependent shape, so `torch.export` (ONNX) takes it as it is. A group
+        is an ID's rows, or with `by_domain` and rows of both domains, its source rows and its target rows."""
+        labels, domains = self.labels.tolist(), self.domains.tolist()
+        found: dict[int, set[int]] = {}
+        for label, domain in zip(labels, domains):
+            found.setdefault(label, set()).add(domain)
+        both = {label for label, kinds in found.items() if self.by_domain and {0, 1} <= kinds}
+        group = [(label, domain if label in both else -1) for label, domain in zip(labels, domains)]
+        order = sorted(range(len(group)), key=group.__getitem__)
+        if order != list(range(len(group))):
+            index = torch.tensor(order, dtype=torch.long, device=self.labels.device)
+            self.embeddings, self.labels, self.domains = (self.embeddings[index], self.labels[index],
+                                                          self.domains[index])
+        self._spans: dict[int, list[tuple[int, int]]] = {}
+        start = 0
+        for key in dict.fromkeys(group[i] for i in order):
+            size = group.count(key)
+            self._spans.setdefault(key[0], []).append((start, start + size))
+            start += size
+        short = {label: end - begin for label, spans in self._spans.items() for begin, end in spans
+                 if end - begin < self.k}
+        if short:
+            log.warning("model.k=%d, but some machine IDs (or their domains) have fewer training embeddings: %s; "
+                        "their scores average those", self.k,
+                        ", ".join(f"ID {label}: {size}" for label, size in sorted(short.items())))
+
     def id_distances(self, queries: torch.Tensor, n_ids: int) -> torch.Tensor:
         if not len(self):
             raise RuntimeError("the kNN memory is empty: train the model (it is filled from the training clips)")
-        out = torch.full((len(queries), n_ids), float("inf"), device=queries.device)
-        for k in range(n_ids):
-            rows = self.embeddings[self.labels == k]
-            if 0 < len(rows) < self.k and not getattr(self, "_told", False):
-                self._told = True
-                log.warning("model.k=%d, but machine ID %d has %d training embedding(s): its score averages those",
-                            self.k, k, len(rows))
-            if not len(rows):
+        if getattr(self, "_spans", None) is None:
+            self._arrange()
+        columns = []
+        for label in range(n_ids):
+            distances = [knn_distance(queries, self.embeddings[begin:end], min(self.k, end - begin), self.metric)
+                         for begin, end in self._spans.get(label, ())]
+            if not distances:  # an ID without training embeddings
+                columns.append(queries.new_full((queries.shape[0],), float("inf"), dtype=torch.float32))
                 continue
-            domains = self.domains[self.labels == k]  # -1 where none (also for a memory stored before domains)
-            if self.by_domain and (domains == 0).any() and (domains == 1).any():
-                out[:, k] = torch.minimum(*(knn_distance(queries, rows[domains == d],
-                                                         min(self.k, int((domains == d).sum())), self.metric)
-                                            for d in (0, 1)))
-            else:
-                out[:, k] = knn_distance(queries, rows, min(self.k, len(rows)), self.metric)
-        return out
+            column = distances[0]
+            for other in distances[1:]:  # with by_domain: the nearer of its source and target rows
+                column = torch.minimum(column, other)
+            columns.append(column)
+        return torch.stack(columns, dim=1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The stored memory's size is only known now: take its shape before the tensors are copied.
@@ -137,3 +165,4 @@ class KnnMemory(nn.Module):
             if stored is not None:
                 setattr(self, name, torch.empty_like(stored, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._spans = None  # arranged on the first search, from the loaded rows

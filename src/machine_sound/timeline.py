@@ -1,0 +1,75 @@
+"""A long recording's score over time (predict's `timeline=true`): one CSV row per window and one picture per file
+of the score against the decision threshold, so a user sees when a fault came and went. Torch-free; the
+pictures need matplotlib."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from machine_sound.errors import ConfigError
+from machine_sound.predict_rows import write_csv
+from machine_sound.writing import write_atomic
+
+
+def timeline_paths(output: Path) -> tuple[Path, Path]:
+    """Where a prediction written to `output` puts its timeline: `<stem>_timeline.csv` and a folder
+    `<stem>_timeline/` of PNGs, beside it."""
+    return output.with_name(f"{output.stem}_timeline.csv"), output.with_name(f"{output.stem}_timeline")
+
+
+def plotted(row: dict, model) -> dict[str, float]:
+    """The values a window's row contributes to its file's picture, by column name."""
+    if model.task.score == "anomaly":
+        return {"anomaly_score": row["anomaly_score"]}
+    if model.task.decision == "threshold":
+        return {f"p_{model.class_names[1]}": row[f"p_{model.class_names[1]}"]}
+    return {f"p_{name}": row[f"p_{name}"] for name in model.class_names}
+
+
+def picture_name(path: Path, source: Path) -> str:
+    """A file's picture name: its path under the input folder with '/' as '__' (so files of the same name in
+    different folders stay apart), or its stem when a single file was given."""
+    relative = path.relative_to(source) if source.is_dir() and path.is_relative_to(source) else Path(path.name)
+    return "__".join(relative.with_suffix("").parts) + ".png"
+
+
+def write_timeline(output: Path, rows: list[dict], model, source: str | Path) -> tuple[Path, list[Path]]:
+    """Write the window rows (`predict_rows.window_rows`) as `<stem>_timeline.csv` and, for every file whose windows
+    were scored, a PNG of its score over time (each window a step from its start to its end, the threshold as a
+    dashed line, windows above it shaded). Returns the CSV's path and the pictures'. ConfigError when matplotlib is
+    missing (before anything is written)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("timeline=true draws its pictures with matplotlib: pip install matplotlib (or leave "
+                          "timeline out)") from None
+    table, folder = timeline_paths(output)
+    write_csv(table, rows)
+    files: dict[str, list[dict]] = {}
+    for row in rows:
+        if not row.get("error"):
+            files.setdefault(row["path"], []).append(row)
+    pictures = []
+    for path, windows in files.items():
+        fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
+        for name in plotted(windows[0], model):
+            xs = [x for w in windows for x in (w["start_s"], w["end_s"])]
+            ys = [w[name] for w in windows for _ in range(2)]
+            ax.plot(xs, ys, label=name, linewidth=1.4)
+        if "threshold" in windows[0]:
+            threshold = windows[0]["threshold"]
+            ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
+            for w in windows:
+                if w.get("decision") in ("anomalous", model.class_names[-1]) and model.task.score != "classes":
+                    ax.axvspan(w["start_s"], w["end_s"], color="crimson", alpha=0.12, linewidth=0)
+        ax.set(xlabel="time (s)", ylabel="anomaly score" if model.task.score == "anomaly" else "probability",
+               title=Path(path).name, xlim=(0, max(w["end_s"] for w in windows)))
+        ax.legend(loc="upper right", fontsize=8)
+        picture = folder / picture_name(Path(path), Path(source))
+        write_atomic(picture, lambda staging, fig=fig: fig.savefig(staging, format="png", dpi=110))
+        plt.close(fig)
+        pictures.append(picture)
+    return table, pictures
