@@ -94,6 +94,13 @@ def test_fast_dev_run_writes_metrics_split_and_tensorboard(cfg_factory, tmp_path
     assert split[0] == "path,label,class,split,anomalous" and len(split) == 1 + 21
 
 
+def test_a_run_without_a_logger_trains_and_writes_its_metrics(cfg_factory, tmp_path):
+    """logger=none: the learning-rate monitor of the default callbacks has nothing to log into and is left out."""
+    result = train(cfg_factory("logger=none", "trainer.fast_dev_run=true", output_dir=tmp_path / "run"))
+    assert (tmp_path / "run" / "metrics.json").exists() and set(result["metrics"]) == METRICS
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
 def test_one_epoch_logs_curves_and_test_metrics_to_tensorboard(cfg_factory, tmp_path):
     run = tmp_path / "run"
     train(cfg_factory("trainer.max_epochs=2", output_dir=run))

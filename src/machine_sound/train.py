@@ -55,6 +55,10 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     store = StoreRunConfig(stored_config(cfg))
     callbacks.append(store)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # logger=none: the learning rate has nowhere to go (Lightning refuses the monitor then)
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     datamodule.prepare_data()  # the synthetic data is written here; the model's shape needs the index
     if cfg.data.get("clip_seconds", 0) is None:  # the layout's own clip length (DCASE 2021-2025), kept for predict
