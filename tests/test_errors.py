@@ -106,14 +106,15 @@ def test_clips_too_short_for_the_front_end_or_the_synthetic_faults_are_refused_b
     ("model.optimizer.weight_decay=-1", r"^model.optimizer.weight_decay=-1: a number >= 0$"),
     ("seed=abc", r"^seed='abc': a whole number from 0 to 4294967295$"),
     ("seed=-1", r"^seed=-1: a whole number from 0 to 4294967295$"),
-    ("trainer.devices=5", r"^trainer.devices=5: a run trains on one device"),
+    ("trainer.devices=5", r"^trainer.devices=5, trainer.num_nodes=1: a run on several devices or machines needs "
+                          r"trainer.strategy=ddp"),
     ("data.split=abc", r"^data.split='abc': give fractions of train, val and test"),
     ("data.split.val=abc", r"^data.split=.*: give fractions of train, val and test"),
     ("data.split.val=1.5", r"^data.split fractions train=0.6, val=1.5, test=0.2 must be > 0"),
     ("trainer.precision=bf16-true", r"^trainer.precision=bf16-true keeps the weights themselves in half precision"),
     ("trainer.precision=16-true", r"^trainer.precision=16-true keeps the weights .* use bf16-mixed"),
     ("trainer.precision=bogus", r"^trainer.precision='bogus': choose 32-true, bf16-mixed or 16-mixed"),
-    ("trainer.devices=0", r"^trainer.devices=0: a run trains on one device"),
+    ("trainer.devices=0", r"^trainer.devices=0: a number of devices >= 1"),
     ("trainer.accelerator=bogus", r"^trainer settings: You selected an invalid accelerator name"),
 ])
 def test_run_settings_are_checked_before_anything_is_built(cfg_factory, tmp_path, override, message):

@@ -253,7 +253,8 @@ def test_eval_errors_name_the_checkpoint_or_setting(cfg_factory, tmp_path, monke
                "data.channel=[0,1]": "data.channel=\\(0, 1\\) gives 2 channel\\(s\\), but the model was trained on 1",
                "data.clip_seconds=abc": "data.clip_seconds='abc': a positive number",
                "trainer.precision=16-true": "trainer.precision=16-true keeps the weights themselves in half",
-               "trainer.devices=2": "trainer.devices=2: a run trains on one device",
+               "trainer.devices=2": "trainer.devices=2, trainer.num_nodes=1: a run on several devices or machines "
+                                    "needs trainer.strategy=ddp",
                "trainer.accelerator=bogus": "trainer settings: You selected an invalid accelerator name"}
     for override, message in refused.items():
         with pytest.raises(ConfigError, match=message):

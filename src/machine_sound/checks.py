@@ -29,8 +29,14 @@ def check_seed(value, setting: str = "seed") -> int:
     return value
 
 
+# DistributedDataParallel with processes started as the same command (Lightning's subprocess launcher, or SLURM's
+# tasks): the strategies whose evaluation is checked to equal one process's (tests/test_distributed.py).
+DDP = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
+
+
 def check_trainer(trainer: DictConfig) -> None:
-    """`trainer.max_epochs`, `precision` and `accelerator`: values Lightning would take and fail on later."""
+    """`trainer.max_epochs`, `precision`, `accelerator`, and devices with a DDP strategy: values Lightning would take
+    and fail on later, or that would give wrong metrics (several processes without DDP's synced evaluation)."""
     import torch
 
     require_positive("trainer.max_epochs", trainer.get("max_epochs"), integer=True)
@@ -42,11 +48,16 @@ def check_trainer(trainer: DictConfig) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r}: choose 32-true, bf16-mixed or 16-mixed (64-true also "
                           "works)")
-    devices = trainer.get("devices")
+    devices, strategy = trainer.get("devices"), str(trainer.get("strategy", "auto"))
+    if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1):
+        raise ConfigError(f"trainer.devices={devices}: a number of devices >= 1 (or a list of GPU indices)")
     one = devices in (1, "1", "auto") or (OmegaConf.is_list(devices) or isinstance(devices, list)) and len(devices) == 1
-    if not one:
-        raise ConfigError(f"trainer.devices={devices}: a run trains on one device (1, or [<GPU index>]); to use "
-                          "several GPUs, run a sweep with hydra/launcher=joblib (each job takes a GPU of its own)")
+    several = not one or (trainer.get("num_nodes") or 1) != 1
+    if several and strategy not in DDP:
+        raise ConfigError(f"trainer.devices={devices}, trainer.num_nodes={trainer.get('num_nodes', 1)}: a run on "
+                          f"several devices or machines needs trainer.strategy=ddp (one process per device, started "
+                          f"as the same command; got trainer.strategy={strategy}); or run a sweep with "
+                          "hydra/launcher=joblib, each job on a device of its own")
     accelerator = str(trainer.get("accelerator"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator}, but torch finds no CUDA GPU on this machine; use "

@@ -83,10 +83,11 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
         tested = dict(trainer.callback_metrics)
         result = metrics_record(datamodule, model, tested, str(ckpt_path), epochs=None, seed=cfg.seed)
         result.update(overrides=list(overrides), evaluation_dir=str(output_dir))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, output_dir / "config.yaml")
-        write_test_scores(output_dir / "test_scores.csv", datamodule, model)
-        write_json(output_dir / "metrics.json", result)
+        if trainer.is_global_zero:  # several processes (ddp): the same result in each; the first writes it
+            output_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, output_dir / "config.yaml")
+            write_test_scores(output_dir / "test_scores.csv", datamodule, model)
+            write_json(output_dir / "metrics.json", result)
     except BaseException:  # an evaluation that did not finish leaves no folder that looks like one
         if made:
             shutil.rmtree(output_dir, ignore_errors=True)
@@ -104,8 +105,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    print_result(f"{summary(result, result['evaluation_dir']).splitlines()[0]}\n"
-                 f"evaluation folder: {result['evaluation_dir']}")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # with several processes (ddp), the first one speaks
+        print_result(f"{summary(result, result['evaluation_dir']).splitlines()[0]}\n"
+                     f"evaluation folder: {result['evaluation_dir']}")
 
 
 if __name__ == "__main__":

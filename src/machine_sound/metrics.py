@@ -27,7 +27,7 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
     pAUC is DCASE's: the standardised (McClish) partial AUROC up to a false-positive rate of 0.1, the same as
     sklearn's `roc_auc_score(y, s, max_fpr=0.1)`.
     """
-    return MetricCollection({
+    return MetricCollection(compute_groups=False, metrics={
         "accuracy": BinaryAccuracy(threshold=threshold),
         "precision": BinaryPrecision(threshold=threshold),
         "recall": BinaryRecall(threshold=threshold),
@@ -41,7 +41,7 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
 def multiclass_metrics(num_classes: int) -> MetricCollection:
     """Accuracy, and precision, recall, F1 and one-vs-rest AUROC averaged over classes (macro), so a rare class
     counts as much as a common one; balanced accuracy is the macro recall."""
-    return MetricCollection({
+    return MetricCollection(compute_groups=False, metrics={
         "accuracy": MulticlassAccuracy(num_classes, average="micro"),
         "balanced_accuracy": MulticlassRecall(num_classes, average="macro"),
         "precision": MulticlassPrecision(num_classes, average="macro"),

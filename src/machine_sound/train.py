@@ -76,7 +76,7 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     if not best:
         log.warning("no best checkpoint (no checkpoint callback or fast_dev_run): testing the final weights")
     else:
-        finish_model(model, best, datamodule)
+        finish_model(model, best, datamodule, trainer)
     untested = datamodule.index.untested if not datamodule.splits["test"] else ""
     tested = {}
     if untested:  # an evaluation set: its test clips have no labels, predict scores them
@@ -87,10 +87,11 @@ def train(cfg: DictConfig, ckpt_path: str | Path | None = None) -> dict:
     result = metrics_record(datamodule, model, tested, best or None, trainer.current_epoch, cfg.seed)
     if untested:
         result["untested"] = untested
-    else:
-        write_test_scores(run_dir / "test_scores.csv", datamodule, model)
-    write_json(run_dir / "metrics.json", result)
-    log_hparams(loggers, result, cfg, trainer.global_step)
+    if trainer.is_global_zero:  # several processes (ddp): every one has the same result; the first writes it
+        if not untested:
+            write_test_scores(run_dir / "test_scores.csv", datamodule, model)
+        write_json(run_dir / "metrics.json", result)
+        log_hparams(loggers, result, cfg, trainer.global_step)
     return result
 
 
@@ -108,9 +109,10 @@ def check_task(cfg: DictConfig) -> None:
         raise ConfigError(problem)
 
 
-def finish_model(model, checkpoint_path: str, datamodule) -> None:
+def finish_model(model, checkpoint_path: str, datamodule, trainer) -> None:
     """A detector finished on the chosen checkpoint's weights (`after_fit`: e.g. the kNN memory of
-    model=id_classifier scorer=knn), stored back into that checkpoint in one step."""
+    model=id_classifier scorer=knn), stored back into that checkpoint in one step (by the first process; the
+    others wait for it, since the test loads it)."""
     import torch
 
     from machine_sound.runs import write_atomic
@@ -119,9 +121,10 @@ def finish_model(model, checkpoint_path: str, datamodule) -> None:
         return
     checkpoint = torch.load(checkpoint_path, map_location=model.device, weights_only=True)
     model.load_state_dict(checkpoint["state_dict"])
-    if model.after_fit(datamodule):
+    if model.after_fit(datamodule) and trainer.is_global_zero:
         checkpoint["state_dict"] = model.state_dict()
         write_atomic(Path(checkpoint_path), lambda staging: torch.save(checkpoint, staging))
+    trainer.strategy.barrier("finish_model")
 
 
 def shape_from_data(model_cfg: DictConfig, datamodule) -> dict:
@@ -232,7 +235,10 @@ def main(cfg: DictConfig) -> float:
     finally:
         if gpu_lock is not None:
             gpu_lock.close()
-    print_result(summary(result, cfg.paths.output_dir))
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # with several processes (ddp), the first one speaks
+        print_result(summary(result, cfg.paths.output_dir))
     return result["metrics"].get("auroc", 0.0)
 
 

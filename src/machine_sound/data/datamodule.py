@@ -31,6 +31,7 @@ from machine_sound.data.dataset import ClipDataset, resolve_workers, split_fract
 from machine_sound.data.records import Index, Record
 from machine_sound.data.sampler import EpochSampler, domain_share_weights
 from machine_sound.data.split import SPLITS, stratified_split
+from machine_sound.distributed import evaluation_sampler
 from machine_sound.errors import ConfigError, require_positive
 
 log = logging.getLogger(__name__)
@@ -289,10 +290,10 @@ class AudioDataModule(L.LightningDataModule):
         self._resumed_epoch = int(state_dict["epoch"]) + 1
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", sampler=evaluation_sampler(self.dataset("val"), self.trainer))
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def test_dataloader(self) -> DataLoader:  # several processes: shards without repeated clips
+        return self._loader("test", sampler=evaluation_sampler(self.dataset("test"), self.trainer))
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         self.last_fetch = time.perf_counter()

@@ -13,9 +13,10 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torchmetrics import CatMetric
+from torchmetrics import CatMetric, MeanMetric
 from torchmetrics.functional.classification import binary_confusion_matrix, multiclass_confusion_matrix
 
+from machine_sound.distributed import in_dataset_order, world_size
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import (
     THRESHOLD_CRITERIA,
@@ -95,6 +96,8 @@ class SpectrogramClassifier(WaveformModel):
         # Validation scores wait for the epoch's threshold; test scores are kept for the record and the dashboards.
         self.val_scores, self.val_labels = CatMetric(), CatMetric()
         self.test_scores, self.test_labels = CatMetric(), CatMetric()
+        for stage in ("train", "val", "test"):  # each stage's mean loss, a metric so that processes share it
+            setattr(self, f"{stage}_loss", MeanMetric())
         self.confusion: torch.Tensor | None = None  # after the test: rows true class, columns predicted
         self.per_id = None  # kept for the metrics record: per-ID metrics are the detectors'
         # After the test, every clip's score and label in test-loader order (for the dashboards): binary:
@@ -135,8 +138,7 @@ class SpectrogramClassifier(WaveformModel):
         wave, label, anomalous = batch[:3]
         logits = self(wave)
         loss = self.criterion(logits, label)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
-                 batch_size=len(label), logger=stage != "test")
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(label))  # logged with the epoch's metrics
         return loss, logits, label
 
     def training_step(self, batch, batch_idx):
@@ -171,10 +173,15 @@ class SpectrogramClassifier(WaveformModel):
     # -- epoch ends -----------------------------------------------------------------------------------------
 
     def _log_metrics(self, stage: str, logger: bool = True) -> None:
-        metrics = getattr(self, f"{stage}_metrics")
+        metrics, mean = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
         values = with_balanced_accuracy(metrics.compute())
+        # Synced here, in every process at the same point (several processes): logged as a value, not a metric that
+        # Lightning would compute whenever the first process's progress bar asks for it.
+        if mean.update_count:
+            self.log(f"{stage}/loss", mean.compute(), prog_bar=stage != "test", logger=logger)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, logger=logger)
         metrics.reset()
+        mean.reset()
 
     def on_train_epoch_start(self) -> None:
         set_threshold(self.train_metrics, self.threshold.item())
@@ -206,7 +213,9 @@ class SpectrogramClassifier(WaveformModel):
     def on_test_epoch_end(self) -> None:
         """Test metrics, logged into `trainer.callback_metrics` but not to the loggers: train.py writes them once,
         with the run's hyper-parameters (TensorBoard's HPARAMS tab)."""
-        scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
+        scores, labels = (in_dataset_order(metric.compute(), world_size(self)).cpu()  # all processes' clips
+                          for metric in (self.test_scores, self.test_labels))
+        labels = labels.long()
         self.test_outputs = (scores, labels)
         absent = [name for k, name in enumerate(self.class_names) if not (labels == k).any()]
         if absent and not self.trainer.fast_dev_run:

@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from machine_sound.challenge import section_metrics, summary_metrics
+from machine_sound.distributed import in_dataset_order, world_size
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import auroc_by_label, gamma_threshold
 from machine_sound.models.waveform import WaveformModel
@@ -129,7 +130,7 @@ class AnomalyDetector(WaveformModel):
         scores = self.anomaly_score(wave, label)
         self.val_scores.update(scores.detach())
         self.val_labels.update(label)
-        self.log("val/loss", self.validation_loss(wave, label, scores), on_epoch=True, prog_bar=True,
+        self.log("val/loss", self.validation_loss(wave, label, scores), on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=len(label))
 
     def validation_loss(self, wave: torch.Tensor, label: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -168,9 +169,9 @@ class AnomalyDetector(WaveformModel):
         anomalous clips at the thresholds. Logged into `trainer.callback_metrics` (train.py writes them once, with
         the run's hyper-parameters). No ID with both normal and anomalous test clips is an error (outside
         fast_dev_run); a metric that cannot be computed is reported missing, with the reason."""
-        scores, labels = self.test_scores.compute().cpu(), self.test_labels.compute().long().cpu()
-        flags = self.test_flags.compute().long().cpu()
-        domains = self.test_domains.compute().long().cpu()
+        scores, labels, flags, domains = (in_dataset_order(metric.compute(), world_size(self)).cpu() for metric in (
+            self.test_scores, self.test_labels, self.test_flags, self.test_domains))  # all processes' clips
+        labels, flags, domains = labels.long(), flags.long(), domains.long()
         self.test_outputs = (scores, flags)
         if self.evaluator:
             self.per_id = section_metrics(scores, flags, labels, domains, self.ids, self.evaluator)

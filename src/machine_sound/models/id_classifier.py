@@ -181,7 +181,8 @@ class IdClassifier(AnomalyDetector):
         scores = 1 - self.id_probabilities(embedding).gather(1, label[:, None]).squeeze(1)
         self.val_scores.update(scores.detach())
         self.val_labels.update(label)
-        self.log("val/loss", self._loss(embedding, aux), on_epoch=True, prog_bar=True, batch_size=len(label))
+        self.log("val/loss", self._loss(embedding, aux), on_epoch=True, prog_bar=True, batch_size=len(label),
+                 sync_dist=True)
 
     def after_fit(self, datamodule) -> bool:
         """With `scorer=knn`: fill the memory with the training clips' embeddings and refit the thresholds on the

@@ -1,0 +1,42 @@
+"""Evaluation with several processes (`trainer.strategy=ddp`) that gives the metrics of one process.
+
+Lightning's default evaluation sampler pads the last shard with repeated clips, which changes every metric; here
+the validation and test loaders shard the clips without repeats (Lightning's `UnrepeatedDistributedSampler`:
+process r gets clips r, r + W, r + 2W, ... of W processes), each model gathers its per-clip outputs with
+torchmetrics (`CatMetric`, synced on compute), and `in_dataset_order` puts the gathered outputs back in the
+split's order, so per-clip files (`test_scores.csv`) line up with `split.csv`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def evaluation_sampler(dataset: Dataset, trainer) -> Sampler | None:
+    """The sampler of a validation or test loader: None (in order) for one process, else this process's shard
+    without repeats (every process gets at least one clip, or Lightning refuses)."""
+    if trainer is None or trainer.world_size <= 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                        shuffle=False)
+
+
+def in_dataset_order(gathered: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Per-clip values (N, ...) gathered from `world_size` unrepeated shards (process 0's clips first, then
+    process 1's, ...) in the dataset's order; unchanged for one process."""
+    if world_size <= 1:
+        return gathered
+    count = len(gathered)
+    order = torch.cat([torch.arange(rank, count, world_size) for rank in range(world_size)])
+    ordered = torch.empty_like(gathered)
+    ordered[order.to(gathered.device)] = gathered
+    return ordered
+
+
+def world_size(module) -> int:
+    """How many processes evaluate `module` (a LightningModule): 1 outside a trainer."""
+    trainer = getattr(module, "_trainer", None)
+    return trainer.world_size if trainer is not None else 1
