@@ -30,7 +30,7 @@ import onnxruntime as ort
 import torch
 
 from machine_sound.config import compose
-from machine_sound.export import Scores, export, exportable_pooling
+from machine_sound.export import export, exportable_pooling, score_graph
 from machine_sound.predict import predict
 from machine_sound.predict_checkpoint import CheckpointModel
 from machine_sound.predict_onnx import OnnxModel
@@ -79,7 +79,7 @@ def model_alone(checkpoint: str, onnx_path: Path, repeats: int) -> dict:
     inputs = {session.get_inputs()[0].name: waves}
     model = copy.deepcopy(torch_model)
     exportable_pooling(model)
-    graph = Scores(model).eval()
+    graph = score_graph(model)
     with torch.inference_mode():
         return {
             "pytorch": rate(lambda: graph(batch), BATCH, repeats),

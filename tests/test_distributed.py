@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO, make_cfg, write_wav
+from conftest import REPO, make_cfg, make_mimii, write_wav
 from machine_sound.checks import check_trainer
 from machine_sound.distributed import in_dataset_order
 from machine_sound.errors import ConfigError
@@ -65,7 +65,8 @@ def test_two_processes_test_a_checkpoint_with_the_metrics_of_one(model, tmp_path
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("evaluation folder:") == 1  # the first process speaks, the other is silent
-    (written,) = (tmp_path / "two").rglob("metrics.json")  # and writes nothing
+    (written,) = (tmp_path / "two").rglob("metrics.json")  # and writes nothing, in no folder of its own
+    assert [p.parent for p in (tmp_path / "two").rglob("split.csv")] == [written.parent]
     two = json.loads(written.read_text())
     assert two["metrics"].keys() == one["metrics"].keys() and len(one["metrics"]) >= 3
     for key, value in one["metrics"].items():
@@ -88,3 +89,23 @@ def test_a_two_process_training_run_finishes_and_writes_its_run_once(tmp_path, d
     assert (run / "train_ddp_process_1.log").exists() and len(rows(run / "test_scores.csv")) == 4
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [Path(result["best_checkpoint"]).name,
                                                                        "last.ckpt"]
+
+
+def test_a_sweep_job_on_several_processes_is_refused_in_one_line(tmp_path):
+    command = [sys.executable, "train.py", "-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}", *DDP]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: trainer.devices=2, trainer.num_nodes=1: one model "
+                                                            "on several processes cannot run as a job of a sweep")
+
+
+def test_a_failing_two_process_run_says_why_once_and_leaves_no_folder(tmp_path):
+    folder = make_mimii(tmp_path / "mimii", n_normal=6, n_abnormal=3, seconds=1.0)
+    clip = folder / "normal" / "00000000.wav"
+    clip.write_bytes(clip.read_bytes()[:-5000])  # truncated: found when both processes check the files
+    run = tmp_path / "run"
+    command = [sys.executable, "train.py", "data=mimii", f"data.root={tmp_path / 'mimii'}", "machine=pump", "id=id_00",
+               f"hydra.run.dir={run}", "data.clip_seconds=1.0", *DDP]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 2 and done.stderr.count("error: ") == 1, done.stderr[-2000:]
+    assert "is truncated" in done.stderr and not run.exists()

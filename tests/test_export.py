@@ -19,6 +19,7 @@ from machine_sound.export import export
 from machine_sound.predict import predict
 from machine_sound.predict_checkpoint import CheckpointModel
 from machine_sound.predict_onnx import FORMAT, METADATA_KEY, OnnxModel
+from machine_sound.predict_rows import score_row
 from machine_sound.train import train
 
 MODELS = {
@@ -93,7 +94,7 @@ def test_predict_from_onnx_imports_neither_torch_nor_lightning_nor_hydra(exporte
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout and "scored 1 of 1 files" in done.stdout
-    assert (tmp_path / "p_timeline.csv").exists() and (tmp_path / "p_timeline" / "id_00__clip.png").exists()
+    assert (tmp_path / "p_timeline.csv").exists() and (tmp_path / "p_timeline" / "id_00__clip.wav.png").exists()
 
 
 def loudness_model(path: Path, threshold: float, samples: int) -> Path:
@@ -132,7 +133,7 @@ def test_a_timeline_of_a_five_minute_recording_shows_when_the_fault_came_and_wen
     scores = [float(w["anomaly_score"]) for w in windows]
     assert set(np.argsort(scores)[-3:]) == {14, 15, 16} and min(scores[14], scores[15]) > scores[16]
     assert [i for i, w in enumerate(windows) if w["decision"] == "anomalous"] == [14, 15, 16]
-    picture = tmp_path / "out_timeline" / "long.png"
+    picture = tmp_path / "out_timeline" / "long.wav.png"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -180,3 +181,62 @@ def test_the_export_command_writes_the_file_or_says_why_not_in_one_line(exported
     done = subprocess.run([sys.executable, "-m", "machine_sound.export", f"ckpt_path={tmp_path / 'none.ckpt'}"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: no checkpoint at ")
+
+
+def test_the_autoencoders_onnx_file_scores_silence_and_short_recordings_as_pytorch_does(tmp_path, data_dir):
+    """The DCASE front end's dB floor (10 log10(mel power + 2.2e-16)) must survive the ONNX optimiser, or digital
+    silence scores NaN."""
+    result = train(make_cfg(tmp_path / "run", data_dir, ["data.reader.protocol=baseline", "model=autoencoder",
+                                                         "trainer.max_epochs=1", "id=id_00"]))
+    onnx_path, _ = export(result["best_checkpoint"], tmp_path / "ae.onnx")
+    inputs = tmp_path / "in" / "id_00"
+    inputs.mkdir(parents=True)
+    sf.write(inputs / "silence.wav", np.zeros(32000, dtype=np.float32), 16000, subtype="PCM_16")
+    write_wav(inputs / "short.wav", seconds=0.7)
+    _, from_checkpoint = predict(result["best_checkpoint"], inputs, tmp_path / "ckpt.csv")
+    _, from_onnx = predict(onnx_path, inputs, tmp_path / "onnx.csv")
+    for onnx_row, checkpoint_row in zip(from_onnx, from_checkpoint):
+        assert np.isfinite(onnx_row["anomaly_score"]) and onnx_row["decision"] == checkpoint_row["decision"]
+        assert onnx_row["anomaly_score"] == pytest.approx(checkpoint_row["anomaly_score"], rel=1e-4)
+
+
+def test_a_score_that_is_not_finite_gets_an_error_and_no_decision(tmp_path):
+    model = loudness_model(tmp_path / "loud.onnx", threshold=1.0, samples=16000)
+    onnx_model = OnnxModel(model)
+    rows = score_row({"path": "a.wav"}, Path("a.wav"), np.array([float("nan")]), onnx_model)
+    assert "decision" not in rows and "not a finite number" in rows["error"]
+
+
+def test_timeline_pictures_of_files_with_one_name_stay_apart_and_a_rerun_replaces_them(tmp_path, monkeypatch):
+    model = loudness_model(tmp_path / "loud.onnx", threshold=1.0, samples=16000)
+    inputs = tmp_path / "in"
+    for name in ("x.wav", "x.flac", "sub/x.wav", "sub__x.wav"):
+        write_wav(inputs / name, seconds=2.5)
+    predict(model, inputs, tmp_path / "out.csv", timeline=True)
+    pictures = sorted(p.name for p in (tmp_path / "out_timeline").iterdir())
+    assert pictures == ["sub__x.wav.png", "sub__x.wav_2.png", "x.flac.png", "x.wav.png"]
+    (inputs / "x.flac").unlink()
+    predict(model, inputs / "sub", tmp_path / "out.csv", timeline=True)
+    assert sorted(p.name for p in (tmp_path / "out_timeline").iterdir()) == ["x.wav.png"]
+
+    def no_matplotlib():
+        raise ConfigError("timeline=true draws its pictures with matplotlib: pip install matplotlib")
+
+    monkeypatch.setattr("machine_sound.timeline.pyplot", no_matplotlib)
+    with pytest.raises(ConfigError, match="matplotlib"):
+        predict(model, inputs, tmp_path / "new" / "p.csv", timeline=True)
+    assert not (tmp_path / "new").exists()  # refused before anything was scored or written
+
+
+def test_an_onnx_file_with_damaged_metadata_or_another_graph_is_refused_in_one_line(tmp_path):
+    import onnx
+
+    model = onnx.load(loudness_model(tmp_path / "loud.onnx", threshold=1.0, samples=16000))
+    meta = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    good = json.loads(meta.value)
+    for name, value in (("text", "{not json"), ("missing", json.dumps({**good, "sample_rate": None})),
+                        ("two_ids", json.dumps({**good, "class_names": ["a", "b"], "threshold": [1, 1]}))):
+        meta.value = value
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        with pytest.raises(DataError, match=rf"{name}\.onnx: its (machine_sound metadata is damaged|graph takes)"):
+            OnnxModel(tmp_path / f"{name}.onnx")

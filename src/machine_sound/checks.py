@@ -6,6 +6,7 @@ and, as a Hydra callback, the run folder.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ def check_seed(value, setting: str = "seed") -> int:
 DDP = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
 
 
+def several_processes(trainer: DictConfig) -> bool:
+    """Whether the trainer config asks for more than one device or machine."""
+    devices = trainer.get("devices")
+    one = devices in (1, "1", "auto") or (OmegaConf.is_list(devices) or isinstance(devices, list)) and len(devices) == 1
+    return not one or (trainer.get("num_nodes") or 1) != 1
+
+
 def check_trainer(trainer: DictConfig) -> None:
     """`trainer.max_epochs`, `precision`, `accelerator`, and devices with a DDP strategy: values Lightning would take
     and fail on later, or that would give wrong metrics (several processes without DDP's synced evaluation)."""
@@ -51,9 +59,12 @@ def check_trainer(trainer: DictConfig) -> None:
     devices, strategy = trainer.get("devices"), str(trainer.get("strategy", "auto"))
     if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1):
         raise ConfigError(f"trainer.devices={devices}: a number of devices >= 1 (or a list of GPU indices)")
-    one = devices in (1, "1", "auto") or (OmegaConf.is_list(devices) or isinstance(devices, list)) and len(devices) == 1
-    several = not one or (trainer.get("num_nodes") or 1) != 1
-    if several and strategy not in DDP:
+    nodes = trainer.get("num_nodes") or 1
+    if nodes != 1 and not {"SLURM_NTASKS", "NODE_RANK", "TORCHELASTIC_RUN_ID"} & set(os.environ):
+        raise ConfigError(f"trainer.num_nodes={nodes}: a run on several machines is started on each of them, by SLURM "
+                          "(hydra/launcher=slurm, or srun) or by hand with MASTER_ADDR, MASTER_PORT and NODE_RANK set "
+                          "(Lightning's cluster environment); here none is set, so it would wait for the others")
+    if several_processes(trainer) and strategy not in DDP:
         raise ConfigError(f"trainer.devices={devices}, trainer.num_nodes={trainer.get('num_nodes', 1)}: a run on "
                           f"several devices or machines needs trainer.strategy=ddp (one process per device, started "
                           f"as the same command; got trainer.strategy={strategy}); or run a sweep with "
@@ -110,6 +121,19 @@ class RunFolderGuard(Callback):
                 _refuse(f"{folder} holds a sweep run with other settings ({'; '.join(changed[:3])}); run the changed "
                         "sweep in a new folder (leave out hydra.sweep.dir)")
         _require_writable(folder, "hydra.sweep.dir (or paths.log_dir)")
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        try:
+            if "submitit" not in launcher:  # on the cluster, its jobs check their own trainer settings
+                check_trainer(config.trainer)
+        except ConfigError as err:
+            _remove_if_empty(folder)
+            _refuse(str(err))
+        if several_processes(config.trainer) and "submitit" not in launcher:
+            _remove_if_empty(folder)
+            _refuse(f"trainer.devices={config.trainer.devices}, trainer.num_nodes={config.trainer.get('num_nodes', 1)}"
+                    ": one model on several processes cannot run as a job of a sweep on this machine (each process "
+                    "is started as the same command, which a sweep job is not); train it as one run (python "
+                    "train.py ...), or sweep on SLURM (hydra/launcher=slurm, hydra.launcher.tasks_per_node=<devices>)")
 
 
 def _check_resume(resume: Path, folder: Path) -> None:
@@ -170,6 +194,12 @@ def _require_writable(folder: Path, setting: str) -> None:
         require_writable(folder, setting)
     except DataError as err:
         _refuse(str(err))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A sweep folder left empty by a refused sweep goes."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _refuse(line: str) -> None:

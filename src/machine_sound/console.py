@@ -17,6 +17,8 @@ QUIET_WARNINGS = (
     r".*samples in targets, .* should be meaningless.*",  # the sanity check's single validation batch
     r".*`configure_optimizers` returned `None`.*",  # model=embedding_knn learns no weights, by design
     r".*module\(s\) in eval mode at the start of training.*",  # embedding_knn's frozen backbone, by design
+    # ddp: epoch values are computed from torchmetrics states synced across processes (machine_sound.distributed)
+    r".*It is recommended to use `self.log\(.*sync_dist=True\)`.*",
 )
 QUIET_INFO = ("💡 Tip",)  # Lightning's adverts for its cloud services
 
@@ -64,6 +66,9 @@ def parse_arguments(argv: Sequence[str], required: Sequence[str], optional: Sequ
     for argument in argv:
         key, sep, value = argument.partition("=")
         if sep and key in (*required, *optional):
+            if key in own:
+                print(f"error: {key}= is given twice; give it once\n{usage}", file=sys.stderr)
+                sys.exit(2)
             own[key] = value
         else:
             overrides.append(argument)

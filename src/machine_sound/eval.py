@@ -13,6 +13,7 @@ Hydra overrides of the stored config.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -38,6 +39,7 @@ from machine_sound.runs import (
 )
 
 log = logging.getLogger(__name__)
+EVAL_DIR = "MACHINE_SOUND_EVAL_DIR"  # the evaluation folder, passed to the other processes of a ddp evaluation
 USAGE = "usage: python -m machine_sound.eval ckpt_path=<checkpoint.ckpt> [key=value ...]"
 
 
@@ -68,6 +70,9 @@ def evaluate(ckpt_path: str | Path, overrides: list[str] = (), output_dir: str |
     check_trainer(cfg.trainer)  # an override such as trainer.accelerator=gpu
     if output_dir is None:
         output_dir = Path(cfg.paths.log_dir) / "evals" / str(cfg.data.name) / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+        if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(EVAL_DIR):  # ddp: a process started by the
+            output_dir = Path(os.environ[EVAL_DIR])                                  # first one shares its folder
+        os.environ[EVAL_DIR] = str(output_dir)  # inherited by the processes Lightning starts
     cfg.paths.output_dir = str(output_dir)
     output_dir = Path(output_dir)
     model = load_model(ckpt_path, cfg)
@@ -103,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # ours, a failed write, or one wrapped by a DataLoader worker
         if user_error(err) is None:
             raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # ddp: every process meets the same error; the first says it
+            print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 

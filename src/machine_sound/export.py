@@ -27,13 +27,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from machine_sound import __version__
 from machine_sound.console import parse_arguments, print_result, quiet_lightning
 from machine_sound.errors import ConfigError, DataError, MachineSoundError, one_line, user_error
-from machine_sound.predict_checkpoint import CheckpointModel
 from machine_sound.predict_onnx import FORMAT, METADATA_KEY, OnnxModel
 
 log = logging.getLogger(__name__)
@@ -62,15 +58,30 @@ def exportable_pooling(model) -> None:
             module.pool = fast[module.pool_type](flatten=False)
 
 
-class Scores(torch.nn.Module):
+def score_graph(model):
     """The module that is exported: waveforms (batch, channels, samples) -> the model's `predict_step` output."""
+    import torch
 
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
+    class Scores(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.model.predict_step((wave,), 0)
+        def forward(self, wave: torch.Tensor) -> torch.Tensor:
+            return self.model.predict_step((wave,), 0)
+
+    return Scores(model).eval()
+
+
+def check_clips(channels: int, samples: int):
+    """What the exported file is checked on, (4, channels, samples): noise at two levels, digital silence, and a
+    recording shorter than the clip (zero-padded), since silence takes other paths (log of the dB floor)."""
+    import torch
+
+    noise = torch.randn(4, channels, samples, generator=torch.Generator().manual_seed(0))
+    clips = noise * torch.tensor([0.1, 0.001, 0.0, 0.1]).view(4, 1, 1)
+    clips[3, :, samples // 2:] = 0
+    return clips
 
 
 def why_not(err: BaseException) -> str:
@@ -112,19 +123,32 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, opset: int =
     opset or setting, or a model that cannot be exported (naming what fails and what works); DataError for a
     checkpoint that cannot be used or a file that cannot be written. A failed export leaves no file."""
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
-        raise ConfigError(f"opset={opset!r}: an ONNX opset from {OPSETS[0]} to {OPSETS[-1]} (the STFT of the "
-                          f"front end needs 17 or later; torch's exporter writes {OPSETS[0]})")
+        raise ConfigError(f"opset={opset!r}: an ONNX opset from {OPSETS[0]} to {OPSETS[-1]} (torch's exporter writes "
+                          f"{OPSETS[0]} and converts up from there, not down)")
+    try:
+        import numpy as np
+        import torch
+
+        from machine_sound.predict_checkpoint import CheckpointModel
+    except ImportError as err:
+        raise ConfigError(f"exporting needs the training stack ({err.name} is missing): install machine-sound with "
+                          "its dependencies") from None
     ckpt_path = Path(ckpt_path)
     output = Path(output) if output else ckpt_path.with_suffix(".onnx")
     if output.suffix.lower() != ".onnx":
         raise ConfigError(f"output={output}: give the path of a .onnx file to write")
     scorer = CheckpointModel(ckpt_path, overrides)
     cfg = scorer.cfg
+    trained = scorer.trained_clip_seconds
+    if float(cfg.data.clip_seconds) != float(trained):
+        log.warning("data.clip_seconds=%s, but the model was trained and its threshold fitted on %s s clips: "
+                    "scores of other windows are on another scale; check the decisions on known recordings",
+                    cfg.data.clip_seconds, trained)
     model = copy.deepcopy(scorer.model).float().eval()
     exportable_pooling(model)
-    graph = Scores(model).eval()
+    graph = score_graph(model)
     channels, samples = int(model.hparams.in_chans), scorer.num_frames
-    example = torch.randn(3, channels, samples, generator=torch.Generator().manual_seed(0)) * 0.1
+    example = check_clips(channels, samples)
     with torch.no_grad():
         reference = graph(example).numpy()  # also arranges a kNN memory for the export (models/knn.py)
     backbone = model.hparams.get("backbone")
@@ -141,19 +165,23 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, opset: int =
         raise ConfigError(f"{what} cannot be exported to ONNX (opset {opset}): {why_not(err)}; backbones that "
                           f"export: {', '.join(EXPORTABLE)}") from None
     program.model.metadata_props[METADATA_KEY] = json.dumps(metadata(scorer, cfg, samples, opset, ckpt_path))
-    output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.with_name(f".{output.name}.check.onnx")
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         program.save(str(staging), external_data=False)
         exported = OnnxModel(staging, providers=["CPUExecutionProvider"])(example.numpy())
+        # Each clip's score against its own size: a silent clip's large score must not hide a small one's error.
+        allowed = TOLERANCE * np.maximum(1.0, np.abs(reference))
+        excess = np.abs(exported - reference) - allowed
+        if not np.isfinite(exported).all() or (excess > 0).any():
+            worst = int(np.nanargmax(np.where(np.isfinite(excess), excess, np.inf)))
+            raise MachineSoundError(f"the exported {what} does not score as PyTorch does (score "
+                                    f"{exported.flat[worst]:.6g} against {reference.flat[worst]:.6g} on a check "
+                                    "clip); nothing was written")
         difference = float(np.abs(exported - reference).max())
-        scale = max(1.0, float(np.abs(reference).max()))
-        if not np.isfinite(difference) or difference > TOLERANCE * scale:
-            raise MachineSoundError(f"the exported {what} does not score as PyTorch does (largest difference "
-                                    f"{difference:.3g}, allowed {TOLERANCE * scale:.3g}); nothing was written")
         os.replace(staging, output)
-    except OSError as err:
-        raise DataError(f"cannot write {output}: {err.strerror}; choose a writable output=") from None
+    except OSError as err:  # a folder that cannot be made (a file in the way, no permission), a full disk
+        raise DataError(f"cannot write {output}: {err.strerror or err}; choose a writable output=") from None
     finally:
         staging.unlink(missing_ok=True)
     return output, difference

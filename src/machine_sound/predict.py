@@ -44,8 +44,12 @@ def load_scorer(model_path: str | Path, overrides=()):
         from machine_sound.predict_onnx import OnnxModel
 
         return OnnxModel(model_path, overrides)
-    from machine_sound.predict_checkpoint import CheckpointModel
-
+    try:
+        from machine_sound.predict_checkpoint import CheckpointModel
+    except ImportError as err:  # an edge install with onnxruntime only
+        raise ConfigError(f"ckpt_path= needs the training stack ({err.name} is not installed); install machine-sound "
+                          "with its dependencies, or export the model (machine-sound-export) and give "
+                          "model_path=<file.onnx>") from None
     return CheckpointModel(model_path, overrides)
 
 
@@ -62,6 +66,10 @@ def predict(model_path: str | Path, source: str | Path, output: str | Path | Non
         raise ConfigError(f"aggregate={aggregate}: choose mean or max")
     if not isinstance(timeline, bool):
         raise ConfigError(f"timeline={timeline!r}: true or false")
+    if timeline:
+        from machine_sound.timeline import pyplot
+
+        pyplot()  # matplotlib is there, before anything is scored
     if output is None:
         output = Path("outputs") / "predictions" / f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}" / "predictions.csv"
     folder = str(output).endswith(("/", "\\"))
@@ -72,16 +80,17 @@ def predict(model_path: str | Path, source: str | Path, output: str | Path | Non
                           "or a folder for the DCASE challenge's result files")
     if challenge:  # a folder: the DCASE result files (checked against the model once it is loaded)
         output = output / "predictions.csv"  # renamed after the model's machine type once it is known
-    made = not output.parent.exists()
+    made = [folder for folder in (output.parent, *output.parent.parents) if not folder.exists()]
     try:  # a folder that cannot be made fails now, not after every file is scored
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise unwritable(output, err) from None
     try:
         return _predict(model_path, source, output, aggregate, overrides, challenge, timeline)
-    except BaseException:  # a prediction that failed leaves no empty folder behind
-        if made and output.parent.is_dir() and not any(output.parent.iterdir()):
-            output.parent.rmdir()
+    except BaseException:  # a prediction that failed leaves none of the folders it made behind
+        for folder in made:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
@@ -103,11 +112,14 @@ def _predict(model_path, source, output: Path, aggregate: str, overrides, challe
     outputs = model.outputs(recordings)
     rows = file_rows(recordings, outputs, model, aggregate)
     write_csv(output, rows)
-    if timeline:
-        from machine_sound.timeline import write_timeline
+    from machine_sound.timeline import timeline_paths, write_timeline
 
+    if timeline:
         table, pictures = write_timeline(output, window_rows(recordings, outputs, model), model, source)
         log.info("timeline: %s and %d picture(s) in %s", table, len(pictures), table.with_suffix(""))
+    elif any(path.exists() for path in timeline_paths(output)):
+        log.warning("%s is beside this CSV from an earlier prediction with timeline=true; it does not belong to this "
+                    "one (add timeline=true to replace it, or delete it)", timeline_paths(output)[0])
     if challenge:
         from machine_sound.challenge_files import write_result_files
 
@@ -139,12 +151,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     failed = sum(1 for r in rows if "windows" not in r)
-    unnamed = sum(1 for r in rows if "windows" in r and r.get("error"))  # read, but naming none of the model's IDs
+    unnamed = sum(1 for r in rows if "windows" in r and "neither the name" in r.get("error", ""))  # read, no ID
+    infinite = sum(1 for r in rows if "windows" in r and r.get("error")) - unnamed  # read, no finite score
     decided = [r["decision"] for r in rows if r.get("decision")]
     counts = ", ".join(f"{decided.count(c)} {c}" for c in dict.fromkeys(sorted(decided)))
-    print(f"scored {len(rows) - failed - unnamed} of {len(rows)} files ({counts or 'none'}"
-          f"{f'; {failed} unreadable' if failed else ''}{f'; {unnamed} name no machine ID' if unnamed else ''}): "
-          f"{output}")
+    problems = [f"{failed} unreadable" if failed else "", f"{unnamed} name no machine ID" if unnamed else "",
+                f"{infinite} without a finite score" if infinite else ""]
+    print(f"scored {len(rows) - failed - unnamed - infinite} of {len(rows)} files ({counts or 'none'}"
+          f"{''.join(f'; {p}' for p in problems if p)}): {output}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class CheckpointModel:
     ConfigError (from `machine_sound.runs`) for a checkpoint or setting that cannot be used."""
 
     def __init__(self, ckpt_path: str | Path, overrides=()):
-        self.cfg = cfg = run_config(load_checkpoint(ckpt_path), overrides, only=READING)
+        checkpoint = load_checkpoint(ckpt_path)
+        self.cfg = cfg = run_config(checkpoint, overrides, only=READING)
+        self.trained_clip_seconds = float(run_config(checkpoint).data.clip_seconds)  # before the overrides
         self.model = load_model(ckpt_path, cfg)
         self.decoding = check_fits(cfg, self.model)
         self.num_frames = int(round(cfg.data.clip_seconds * self.decoding.sample_rate))

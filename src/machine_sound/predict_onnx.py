@@ -72,25 +72,47 @@ class OnnxModel:
         if text is None:
             raise DataError(f"{path} holds no {METADATA_KEY} metadata: export the model with machine-sound-export "
                             "ckpt_path=<checkpoint> output=<file.onnx>")
-        meta = self.meta = json.loads(text)
-        if meta.get("format") != FORMAT:
-            raise DataError(f"{path} was exported by another version of machine-sound (metadata format "
-                            f"{meta.get('format')}, this version reads {FORMAT}); export it again")
-        settings = {"data.channel": meta["channel"], "data.resample": meta["resample"],
-                    "data.batch_size": meta["batch_size"], **parse_overrides(overrides)}
+        try:
+            meta = self.meta = json.loads(text)
+            if meta.get("format") != FORMAT:
+                raise DataError(f"{path} was exported by another version of machine-sound (metadata format "
+                                f"{meta.get('format')}, this version reads {FORMAT}); export it again")
+            settings = {"data.channel": meta["channel"], "data.resample": meta["resample"],
+                        "data.batch_size": meta["batch_size"]}
+            self.decoding = Decoding(meta["sample_rate"], meta["channel"], meta["resample"])
+            self.class_names, self.task = [str(n) for n in meta["class_names"]], get_task(meta["task"])
+            self.threshold = np.asarray(meta["threshold"], dtype=np.float64)
+            self.threshold_fitted, self.num_frames = bool(meta["threshold_fitted"]), int(meta["samples"])
+            channels = int(meta["in_chans"])
+        except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as err:  # edited or foreign
+            raise DataError(f"{path}: its {METADATA_KEY} metadata is damaged ({type(err).__name__}: "
+                            f"{str(err)[:120]}); export the model again") from None
+        self.check_graph(path, channels)
+        settings.update(parse_overrides(overrides))
         self.decoding = Decoding(meta["sample_rate"], settings["data.channel"], settings["data.resample"])
-        if self.decoding.out_channels != meta["in_chans"]:
+        if self.decoding.out_channels != channels:
             raise ConfigError(f"data.channel={self.decoding.channel} gives {self.decoding.out_channels} channel(s), "
-                              f"but the model was trained on {meta['in_chans']}")
+                              f"but the model was trained on {channels}")
         batch_size = settings["data.batch_size"]
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size!r}: a positive whole number")
-        self.batch_size, self.num_frames = batch_size, int(meta["samples"])
-        self.class_names, self.task = list(meta["class_names"]), get_task(meta["task"])
-        self.threshold = np.asarray(meta["threshold"], dtype=np.float64)
-        self.threshold_fitted = bool(meta["threshold_fitted"])
+        self.batch_size = batch_size
         self.machine, self.layout = meta.get("machine"), meta.get("layout", "")
         self.input_name = self.session.get_inputs()[0].name
+
+    def check_graph(self, path: Path, channels: int) -> None:
+        """DataError unless the graph takes one input (batch, channels, samples) and gives (batch, K) for the
+        metadata's K classes or IDs (a graph from elsewhere with this project's metadata pasted in)."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        wanted_in, wanted_out = [channels, self.num_frames], [len(self.class_names)]
+        given_in = inputs[0].shape[1:] if len(inputs) == 1 and len(inputs[0].shape) == 3 else None
+        given_out = outputs[0].shape[1:] if outputs and len(outputs[0].shape) == 2 else None
+        fits = (given_in is not None and given_out is not None
+                and all(g == w for g, w in zip(given_in + given_out, wanted_in + wanted_out) if isinstance(g, int)))
+        if not fits:
+            raise DataError(f"{path}: its graph takes {[i.shape for i in inputs]} and gives "
+                            f"{[o.shape for o in outputs]}, not (batch, {channels}, {self.num_frames}) -> (batch, "
+                            f"{len(self.class_names)}) as its metadata says; export the model again")
 
     def __call__(self, waves: np.ndarray) -> np.ndarray:
         """(batch, in_chans, samples) float32 -> (batch, K) float32 scores."""

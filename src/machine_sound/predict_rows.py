@@ -61,6 +61,8 @@ def score_row(row: dict, path: Path, scores: np.ndarray, model) -> dict:
     names, task = model.class_names, model.task
     if task.score == "anomaly":  # a detector: the score as a recording of its own machine ID
         return anomaly_row(row, path, scores, model)
+    if not np.isfinite(scores).all():
+        return {**row, "error": not_finite(scores)}
     if task.decision == "threshold":  # binary: the positive class's probability against the threshold
         threshold = float(np.asarray(model.threshold))
         row.update({f"p_{names[1]}": round(float(scores[1]), 6), "threshold": round(threshold, 6),
@@ -81,10 +83,18 @@ def anomaly_row(row: dict, path: Path, scores: np.ndarray, model) -> dict:
                                 f"machine IDs or sections, the ones it learned ({', '.join(names)})"}
     k = names.index(machine_id)
     score, threshold = float(scores[k]), float(np.asarray(model.threshold)[k])
+    if not np.isfinite(score):
+        return {**row, "machine_id": machine_id, "error": not_finite(scores[k:k + 1])}
     row.update(machine_id=machine_id, anomaly_score=float(f"{score:.7g}"))
     if bool(model.threshold_fitted):  # a checkpoint without a validation epoch has none
         row.update(threshold=float(f"{threshold:.7g}"), decision="anomalous" if score > threshold else "normal")
     return row
+
+
+def not_finite(scores: np.ndarray) -> str:
+    """A row's error for a score that is NaN or infinite: never a decision."""
+    return (f"no score or decision: the model gave {', '.join(str(float(v)) for v in scores[:3])}, not a "
+            "finite number (a damaged or hand-edited model file?); score it with the checkpoint, or export it again")
 
 
 def unwritable(output: Path, err: OSError) -> DataError:

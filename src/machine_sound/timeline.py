@@ -4,6 +4,7 @@ pictures need matplotlib."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from machine_sound.errors import ConfigError
@@ -26,18 +27,25 @@ def plotted(row: dict, model) -> dict[str, float]:
     return {f"p_{name}": row[f"p_{name}"] for name in model.class_names}
 
 
-def picture_name(path: Path, source: Path) -> str:
-    """A file's picture name: its path under the input folder with '/' as '__' (so files of the same name in
-    different folders stay apart), or its stem when a single file was given."""
-    relative = path.relative_to(source) if source.is_dir() and path.is_relative_to(source) else Path(path.name)
-    return "__".join(relative.with_suffix("").parts) + ".png"
+def picture_names(paths: list[Path], source: Path) -> list[str]:
+    """Each file's picture name: its path under the input folder with '/' as '__' and its suffix kept
+    (`line3__pump.wav.png`), or its name when a single file was given; a name already taken gets `_2`, `_3`..."""
+    names, taken = [], set()
+    for path in paths:
+        relative = path.relative_to(source) if source.is_dir() and path.is_relative_to(source) else Path(path.name)
+        stem = "__".join(relative.parts)
+        name, n = f"{stem}.png", 1
+        while name in taken:
+            n += 1
+            name = f"{stem}_{n}.png"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
-def write_timeline(output: Path, rows: list[dict], model, source: str | Path) -> tuple[Path, list[Path]]:
-    """Write the window rows (`predict_rows.window_rows`) as `<stem>_timeline.csv` and, for every file whose windows
-    were scored, a PNG of its score over time (each window a step from its start to its end, the threshold as a
-    dashed line, windows above it shaded). Returns the CSV's path and the pictures'. ConfigError when matplotlib is
-    missing (before anything is written)."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend; ConfigError when matplotlib is missing (predict asks before it scores
+    anything)."""
     try:
         import matplotlib
 
@@ -46,14 +54,27 @@ def write_timeline(output: Path, rows: list[dict], model, source: str | Path) ->
     except ImportError:
         raise ConfigError("timeline=true draws its pictures with matplotlib: pip install matplotlib (or leave "
                           "timeline out)") from None
+    return plt
+
+
+def write_timeline(output: Path, rows: list[dict], model, source: str | Path) -> tuple[Path, list[Path]]:
+    """Write the window rows (`predict_rows.window_rows`) as `<stem>_timeline.csv` and, for every file whose windows
+    were scored, a PNG of its score over time (each window a step from its start to its end, the threshold as a
+    dashed line, windows above it shaded). The pictures of an earlier prediction to the same CSV are replaced as a
+    whole (the folder is written beside and swapped in). Returns the CSV's path and the pictures'."""
+    import shutil
+
+    plt = pyplot()
     table, folder = timeline_paths(output)
     write_csv(table, rows)
     files: dict[str, list[dict]] = {}
     for row in rows:
         if not row.get("error"):
             files.setdefault(row["path"], []).append(row)
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
     pictures = []
-    for path, windows in files.items():
+    for (path, windows), picture in zip(files.items(), picture_names([Path(p) for p in files], Path(source))):
         fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
         for name in plotted(windows[0], model):
             xs = [x for w in windows for x in (w["start_s"], w["end_s"])]
@@ -68,8 +89,13 @@ def write_timeline(output: Path, rows: list[dict], model, source: str | Path) ->
         ax.set(xlabel="time (s)", ylabel="anomaly score" if model.task.score == "anomaly" else "probability",
                title=Path(path).name, xlim=(0, max(w["end_s"] for w in windows)))
         ax.legend(loc="upper right", fontsize=8)
-        picture = folder / picture_name(Path(path), Path(source))
-        write_atomic(picture, lambda staging, fig=fig: fig.savefig(staging, format="png", dpi=110))
+        write_atomic(staging / picture, lambda file, fig=fig: fig.savefig(file, format="png", dpi=110))
         plt.close(fig)
-        pictures.append(picture)
+        pictures.append(folder / picture)
+    staging.mkdir(parents=True, exist_ok=True)  # no scored window: an empty folder, not the old pictures
+    old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+    if folder.is_dir():
+        folder.rename(old)
+    staging.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
     return table, pictures

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -182,8 +183,9 @@ def discard_unstarted(folder: Path) -> None:
 
     made = folder.resolve() in CREATED
     # A refusal while the data was checked (a wrong sample rate) comes after the loggers made their folder.
+    ddp_logs = {p.name for p in folder.glob("train_ddp_process_*.log")} if folder.is_dir() else set()
     if made and folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "train.log", "tensorboard",
-                                                                          "csv"}:
+                                                                          "csv", *ddp_logs}:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -228,9 +230,10 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:  # ours, also when raised in a DataLoader worker or wrapped by a resolver
         if in_sweep or user_error(err) is None:  # Hydra records a sweep job's failure and goes on
             raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        if not cfg.get("resume"):
-            discard_unstarted(Path(cfg.paths.output_dir))
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # ddp: every process meets the same error; the first says it
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            if not cfg.get("resume"):
+                discard_unstarted(Path(cfg.paths.output_dir))
         sys.exit(2)
     finally:
         if gpu_lock is not None:

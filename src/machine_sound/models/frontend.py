@@ -71,7 +71,12 @@ class LogMelFrontend(nn.Module):
         """(batch, channels, samples) -> (batch, channels, n_mels, frames) in dB, not normalised."""
         with torch.autocast(device_type=wave.device.type, enabled=False):
             power = self.mel(wave.float())
-            return 10.0 * torch.log10(power + self.eps) if self.eps is not None else self.to_db(power)
+            if self.eps is None:
+                return self.to_db(power)
+            floor = self.eps
+            if torch.compiler.is_exporting():  # the ONNX optimiser takes `x + <tiny scalar>` for `x + 0` and drops
+                floor = power.new_full((power.shape[-2], 1), self.eps)  # it (log 0 of silence); a column it keeps
+            return 10.0 * torch.log10(power + floor)
 
     @torch.no_grad()
     def fit(self, log_mels: torch.Tensor) -> None:
