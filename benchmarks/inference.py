@@ -5,8 +5,9 @@ synthetic -6 dB pump/id_04 clips (10 s, 16 kHz; the weights do not change the sp
 `machine-sound-export`:
 
 (a) steady state, the model alone: batches of 32 ten-second clips already in memory, clips per second and times
-    real time (seconds of audio scored per second), best of `--repeats` timed passes; and the front end alone
-    (STFT, mel, dB), which bounds it;
+    real time (seconds of audio scored per second), best of `--repeats` timed passes; PyTorch also with the
+    backbone's weights in channels_last layout (not what predict does: a measured option); and the front end
+    alone (STFT, mel, dB), which bounds it;
 (b) steady state, predict end to end: every file of `--files` real WAV files (decoding included), in a process
     that has scored them once already;
 (c) with process start: `python -m machine_sound.predict` as a new process on one file (time to the first
@@ -80,9 +81,11 @@ def model_alone(checkpoint: str, onnx_path: Path, repeats: int) -> dict:
     model = copy.deepcopy(torch_model)
     exportable_pooling(model)
     graph = score_graph(model)
+    channels_last = score_graph(copy.deepcopy(model).to(memory_format=torch.channels_last))  # oneDNN's layout
     with torch.inference_mode():
         return {
             "pytorch": rate(lambda: graph(batch), BATCH, repeats),
+            "pytorch channels_last": rate(lambda: channels_last(batch), BATCH, repeats),
             "onnx": rate(lambda: onnx_model(waves), BATCH, repeats),
             "pytorch front end": rate(lambda: frontend(batch), BATCH, repeats),
             "onnx front end": rate(lambda: session.run(None, inputs), BATCH, repeats),
@@ -138,8 +141,9 @@ def write(out: Path, results: dict, count: int) -> None:
              "| backbone | engine | clips/s | x real time | front end alone, clips/s | front end share |",
              "|---|---|---|---|---|---|"]
     for backbone, r in results.items():
-        for engine, label in (("pytorch", "PyTorch"), ("onnx", "ONNX Runtime")):
-            whole, front = r[engine], r[f"{engine} front end"]
+        for engine, label in (("pytorch", "PyTorch"), ("pytorch channels_last", "PyTorch, channels_last weights"),
+                              ("onnx", "ONNX Runtime")):
+            whole, front = r[engine], r[f"{engine.split()[0]} front end"]
             lines.append(f"| {backbone} | {label} | {whole:.0f} | {whole * seconds:.0f} | {front:.0f} | "
                          f"{whole / front:.0%} |")
     lines += ["", f"**(b, c) predict end to end on {count} WAV files (decoding and the CSV included)**", "",
