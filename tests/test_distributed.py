@@ -3,6 +3,7 @@ run finishes, and testing one checkpoint with 2 processes gives exactly the metr
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,13 @@ def test_a_failing_two_process_run_says_why_once_and_leaves_no_folder(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 2 and done.stderr.count("error: ") == 1, done.stderr[-2000:]
     assert "is truncated" in done.stderr and not run.exists()
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="a SLURM machine: the launcher would submit")
+def test_the_slurm_launcher_without_slurm_is_refused_in_one_line(tmp_path):
+    command = [sys.executable, "train.py", "-m", "seed=0,1", "hydra/launcher=slurm",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 2 and not (tmp_path / "sweep").exists()
+    assert done.stderr.strip().splitlines()[-1].startswith("error: hydra/launcher=slurm submits every job with SLURM's "
+                                                            "sbatch, which this machine does not have")

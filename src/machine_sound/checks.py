@@ -7,6 +7,7 @@ and, as a Hydra callback, the run folder.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,10 @@ class RunFolderGuard(Callback):
                         "sweep in a new folder (leave out hydra.sweep.dir)")
         _require_writable(folder, "hydra.sweep.dir (or paths.log_dir)")
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if "SlurmLauncher" in launcher and shutil.which("sbatch") is None:
+            _remove_if_empty(folder)
+            _refuse("hydra/launcher=slurm submits every job with SLURM's sbatch, which this machine does not have; run "
+                    "the sweep on the cluster's login node, or on this machine with hydra/launcher=joblib")
         try:
             if "submitit" not in launcher:  # on the cluster, its jobs check their own trainer settings
                 check_trainer(config.trainer)
