@@ -108,7 +108,7 @@ def loudness_model(path: Path, threshold: float, samples: int) -> Path:
                                 dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
     meta = {"format": FORMAT, "task": "id_anomaly", "class_names": ["machine"], "threshold": [threshold],
             "threshold_fitted": True, "sample_rate": 16000, "clip_seconds": samples / 16000, "samples": samples,
-            "channel": 0, "in_chans": 1, "resample": False, "batch_size": 8}
+            "channel": 0, "in_chans": 1, "resample": False, "batch_size": 8, "outputs": "anomaly score per machine ID"}
     program.model.metadata_props[METADATA_KEY] = json.dumps(meta)
     program.save(str(path), external_data=False)
     return path
@@ -218,6 +218,11 @@ def test_timeline_pictures_of_files_with_one_name_stay_apart_and_a_rerun_replace
     (inputs / "x.flac").unlink()
     predict(model, inputs / "sub", tmp_path / "out.csv", timeline=True)
     assert sorted(p.name for p in (tmp_path / "out_timeline").iterdir()) == ["x.wav.png"]
+    write_wav(tmp_path / "mine_timeline" / "rec.wav", seconds=2.5)  # a folder of the user's, in the timeline's place
+    with pytest.raises(ConfigError, match=r"replaces the folder .*mine_timeline, which holds files that are not "
+                                          r"timeline pictures \(rec\.wav\)"):
+        predict(model, tmp_path / "mine_timeline", tmp_path / "mine.csv", timeline=True)
+    assert (tmp_path / "mine_timeline" / "rec.wav").exists() and not (tmp_path / "mine.csv").exists()
 
     def no_matplotlib():
         raise ConfigError("timeline=true draws its pictures with matplotlib: pip install matplotlib")
@@ -235,7 +240,11 @@ def test_an_onnx_file_with_damaged_metadata_or_another_graph_is_refused_in_one_l
     meta = next(p for p in model.metadata_props if p.key == METADATA_KEY)
     good = json.loads(meta.value)
     for name, value in (("text", "{not json"), ("missing", json.dumps({**good, "sample_rate": None})),
-                        ("two_ids", json.dumps({**good, "class_names": ["a", "b"], "threshold": [1, 1]}))):
+                        ("two_ids", json.dumps({**good, "class_names": ["a", "b"], "threshold": [1, 1]})),
+                        ("nan", json.dumps({**good, "threshold": [float("nan")]})),
+                        ("scalar", json.dumps({**good, "threshold": 168.0})),
+                        ("extra", json.dumps({**good, "threshold": [1.0, 2.0]})),
+                        ("task", json.dumps({**good, "task": "multiclass"}))):
         meta.value = value
         onnx.save(model, tmp_path / f"{name}.onnx")
         with pytest.raises(DataError, match=rf"{name}\.onnx: its (machine_sound metadata is damaged|graph takes)"):

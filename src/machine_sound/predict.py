@@ -103,6 +103,10 @@ def _predict(model_path, source, output: Path, aggregate: str, overrides, challe
                           "it exists)")
     if challenge:  # one CSV per machine type, so a submission can be built type by type in one folder
         output = output.with_name(f"predictions_{model.machine}.csv")
+    if timeline:
+        from machine_sound.timeline import check_place
+
+        check_place(output)
     recordings = Recordings(find_inputs(source), model.decoding, model.num_frames)
     check_ids(recordings, model, source)
     if challenge:

@@ -46,6 +46,21 @@ def parse_overrides(overrides, allowed=READING) -> dict:
     return settings
 
 
+def check_meaning(meta: dict, task, class_names: list[str], threshold: np.ndarray) -> None:
+    """ValueError when the metadata's task, classes and thresholds do not fit each other: one finite threshold per
+    machine ID for a detector, one for a binary classifier; outputs of the kind the task scores."""
+    anomaly = task.score == "anomaly"
+    if anomaly != (meta.get("outputs") == "anomaly score per machine ID"):
+        raise ValueError(f"task {task.name} does not score outputs of kind {meta.get('outputs')!r}")
+    if len(class_names) < (1 if anomaly else 2) or len(set(class_names)) != len(class_names):
+        raise ValueError(f"class_names {class_names} cannot be the task's classes")
+    wanted = (len(class_names),) if anomaly else ()
+    if threshold.shape != wanted or not np.isfinite(threshold).all():
+        raise ValueError(f"threshold {threshold.tolist()}: {'one finite number per ID' if anomaly else 'a number'}")
+    if not 0 < float(meta["clip_seconds"]) < float("inf"):
+        raise ValueError(f"clip_seconds {meta['clip_seconds']!r}")
+
+
 class OnnxModel:
     """An exported model as predict uses it: the same attributes as `predict_checkpoint.CheckpointModel`
     (`class_names`, `task`, `threshold`, `threshold_fitted`, `decoding`, `num_frames`, `batch_size`, `machine`,
@@ -84,6 +99,7 @@ class OnnxModel:
             self.threshold = np.asarray(meta["threshold"], dtype=np.float64)
             self.threshold_fitted, self.num_frames = bool(meta["threshold_fitted"]), int(meta["samples"])
             channels = int(meta["in_chans"])
+            check_meaning(meta, self.task, self.class_names, self.threshold)
         except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as err:  # edited or foreign
             raise DataError(f"{path}: its {METADATA_KEY} metadata is damaged ({type(err).__name__}: "
                             f"{str(err)[:120]}); export the model again") from None
@@ -106,7 +122,7 @@ class OnnxModel:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         wanted_in, wanted_out = [channels, self.num_frames], [len(self.class_names)]
         given_in = inputs[0].shape[1:] if len(inputs) == 1 and len(inputs[0].shape) == 3 else None
-        given_out = outputs[0].shape[1:] if outputs and len(outputs[0].shape) == 2 else None
+        given_out = outputs[0].shape[1:] if len(outputs) == 1 and len(outputs[0].shape) == 2 else None
         fits = (given_in is not None and given_out is not None
                 and all(g == w for g, w in zip(given_in + given_out, wanted_in + wanted_out) if isinstance(g, int)))
         if not fits:

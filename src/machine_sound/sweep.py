@@ -174,7 +174,9 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ[LAUNCHER_ENV] = str(os.getpid())  # before the launcher starts its job processes
         try:  # what the sweep runs over (sweep=dcase: the machine types found), before Hydra's sweeper reads it
-            OmegaConf.to_container(config.hydra.sweeper.get("params") or {}, resolve=True)
+            params = config.hydra.sweeper.get("params")
+            if params:  # None, or {} without a sweep= preset: nothing to resolve
+                OmegaConf.to_container(params, resolve=True)
         except Exception as err:
             mine = user_error(err)
             if mine is None:

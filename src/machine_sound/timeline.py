@@ -18,6 +18,21 @@ def timeline_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(f"{output.stem}_timeline.csv"), output.with_name(f"{output.stem}_timeline")
 
 
+def check_place(output: Path) -> None:
+    """ConfigError unless the timeline's places beside `output` are free or hold an earlier timeline (a CSV, and a
+    folder of PNG pictures only), checked before anything is scored: a file in the folder's place, or a folder
+    holding anything else, is the user's and is never replaced."""
+    table, folder = timeline_paths(output)
+    if table.is_dir() or (folder.exists() and not folder.is_dir()):
+        raise ConfigError(f"timeline=true writes {table} and a folder {folder}, but something else of that name is "
+                          "there; choose another output= name")
+    others = sorted(p.name for p in folder.iterdir() if not (p.is_file() and p.suffix == ".png")) if folder.is_dir() \
+        else []
+    if others:
+        raise ConfigError(f"timeline=true replaces the folder {folder}, which holds files that are not timeline "
+                          f"pictures ({', '.join(others[:3])}); choose another output= name")
+
+
 def plotted(row: dict, model) -> dict[str, float]:
     """The values a window's row contributes to its file's picture, by column name."""
     if model.task.score == "anomaly":
