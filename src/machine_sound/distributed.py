@@ -36,7 +36,17 @@ def in_dataset_order(gathered: torch.Tensor, world_size: int) -> torch.Tensor:
     return ordered
 
 
-def world_size(module) -> int:
-    """How many processes evaluate `module` (a LightningModule): 1 outside a trainer."""
+def gathered(module, *metrics) -> tuple[torch.Tensor, ...]:
+    """Each `CatMetric`'s values from every process evaluating `module` (a LightningModule), in the dataset's
+    order, on the CPU."""
     trainer = getattr(module, "_trainer", None)
-    return trainer.world_size if trainer is not None else 1
+    size = trainer.world_size if trainer is not None else 1
+    return tuple(in_dataset_order(metric.compute(), size).cpu() for metric in metrics)
+
+
+def first_process() -> bool:
+    """Whether this is the first process of a run (always, for one process): it alone prints the result or the
+    error every process meets. Lightning's global rank, read from the launcher's or SLURM's variables."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0

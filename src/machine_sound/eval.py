@@ -25,6 +25,7 @@ from machine_sound.checks import check_trainer
 from machine_sound.config import build_trainer, instantiate
 from machine_sound.console import print_result, quiet_lightning
 from machine_sound.data.records import relabel
+from machine_sound.distributed import first_process
 from machine_sound.errors import ConfigError, one_line, user_error
 from machine_sound.runs import (
     check_fits,
@@ -108,12 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # ours, a failed write, or one wrapped by a DataLoader worker
         if user_error(err) is None:
             raise
-        if os.environ.get("LOCAL_RANK", "0") == "0":  # ddp: every process meets the same error; the first says it
+        if first_process():  # ddp: every process meets the same error; the first says it
             print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    if rank_zero_only.rank == 0:  # with several processes (ddp), the first one speaks
+    if first_process():  # with several processes (ddp), the first one speaks
         print_result(f"{summary(result, result['evaluation_dir']).splitlines()[0]}\n"
                      f"evaluation folder: {result['evaluation_dir']}")
 

@@ -21,9 +21,10 @@ AGGREGATES = ("mean", "max")
 
 
 def by_file(recordings, outputs: np.ndarray) -> dict[int, np.ndarray]:
-    """The window outputs (windows, K) grouped by file index, each file's windows in order."""
-    files = np.array([file for file, _ in recordings.windows])
-    return {int(file): outputs[files == file] for file in np.unique(files)}
+    """The window outputs (windows, K) grouped by file index, each file's windows in order (a file's windows
+    come in a row, in file order)."""
+    counts = [len(starts) for starts in recordings.starts.values()]
+    return dict(zip(recordings.starts, np.split(outputs, np.cumsum(counts)[:-1])))
 
 
 def file_rows(recordings, outputs: np.ndarray, model, aggregate: str = "mean") -> list[dict]:

@@ -57,6 +57,7 @@ class Recordings:
         self.errors: dict[int, str] = {}
         self.windows: list[tuple[int, int]] = []  # (file index, first frame)
         self.frames: dict[int, int] = {}  # file index -> its length in frames, for the readable ones
+        self.starts: dict[int, list[int]] = {}  # file index -> its windows' first frames, for the readable ones
         self._last: tuple[int, np.ndarray] | None = None
         for i, path in enumerate(files):
             try:
@@ -65,8 +66,8 @@ class Recordings:
                 self.errors[i] = str(err)
                 log.warning("not scored: %s", err)
                 continue
-            self.frames[i] = frames
-            self.windows += [(i, start) for start in window_starts(frames, num_frames)]
+            self.frames[i], self.starts[i] = frames, window_starts(frames, num_frames)
+            self.windows += [(i, start) for start in self.starts[i]]
         if not self.windows:  # nothing to score is a failure, not an empty table
             first = next(iter(self.errors.values()))
             raise DataError(f"none of the {len(files)} file(s) could be read; the first: {first}")
@@ -89,4 +90,4 @@ class Recordings:
         """(start, end) in seconds of each window of file `file`, in order (the end is the recording's, not the
         zero padding's)."""
         rate, length = self.decoding.sample_rate, self.frames[file]
-        return [(start / rate, min(start + self.num_frames, length) / rate) for i, start in self.windows if i == file]
+        return [(start / rate, min(start + self.num_frames, length) / rate) for start in self.starts[file]]

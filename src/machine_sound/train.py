@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from machine_sound.checks import check_run
 from machine_sound.config import CONFIG_PATH, build_trainer, instantiate
 from machine_sound.console import print_result, quiet_lightning
+from machine_sound.distributed import first_process
 from machine_sound.errors import ConfigError, MachineSoundError, one_line, user_error
 from machine_sound.runs import (
     check_fits,
@@ -230,7 +230,7 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:  # ours, also when raised in a DataLoader worker or wrapped by a resolver
         if in_sweep or user_error(err) is None:  # Hydra records a sweep job's failure and goes on
             raise
-        if os.environ.get("LOCAL_RANK", "0") == "0":  # ddp: every process meets the same error; the first says it
+        if first_process():  # ddp: every process meets the same error; the first says it
             print(f"error: {one_line(err)}", file=sys.stderr)
             if not cfg.get("resume"):
                 discard_unstarted(Path(cfg.paths.output_dir))
@@ -238,9 +238,7 @@ def main(cfg: DictConfig) -> float:
     finally:
         if gpu_lock is not None:
             gpu_lock.close()
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    if rank_zero_only.rank == 0:  # with several processes (ddp), the first one speaks
+    if first_process():  # with several processes (ddp), the first one speaks
         print_result(summary(result, cfg.paths.output_dir))
     return result["metrics"].get("auroc", 0.0)
 

@@ -16,7 +16,7 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric
 from torchmetrics.functional.classification import binary_confusion_matrix, multiclass_confusion_matrix
 
-from machine_sound.distributed import in_dataset_order, world_size
+from machine_sound.distributed import gathered
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import (
     THRESHOLD_CRITERIA,
@@ -213,8 +213,7 @@ class SpectrogramClassifier(WaveformModel):
     def on_test_epoch_end(self) -> None:
         """Test metrics, logged into `trainer.callback_metrics` but not to the loggers: train.py writes them once,
         with the run's hyper-parameters (TensorBoard's HPARAMS tab)."""
-        scores, labels = (in_dataset_order(metric.compute(), world_size(self)).cpu()  # all processes' clips
-                          for metric in (self.test_scores, self.test_labels))
+        scores, labels = gathered(self, self.test_scores, self.test_labels)  # all processes' clips
         labels = labels.long()
         self.test_outputs = (scores, labels)
         absent = [name for k, name in enumerate(self.class_names) if not (labels == k).any()]

@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from machine_sound.challenge import section_metrics, summary_metrics
-from machine_sound.distributed import in_dataset_order, world_size
+from machine_sound.distributed import gathered
 from machine_sound.errors import ConfigError, MachineSoundError
 from machine_sound.metrics import auroc_by_label, gamma_threshold
 from machine_sound.models.waveform import WaveformModel
@@ -169,8 +169,8 @@ class AnomalyDetector(WaveformModel):
         anomalous clips at the thresholds. Logged into `trainer.callback_metrics` (train.py writes them once, with
         the run's hyper-parameters). No ID with both normal and anomalous test clips is an error (outside
         fast_dev_run); a metric that cannot be computed is reported missing, with the reason."""
-        scores, labels, flags, domains = (in_dataset_order(metric.compute(), world_size(self)).cpu() for metric in (
-            self.test_scores, self.test_labels, self.test_flags, self.test_domains))  # all processes' clips
+        scores, labels, flags, domains = gathered(self, self.test_scores, self.test_labels, self.test_flags,
+                                                  self.test_domains)  # all processes' clips
         labels, flags, domains = labels.long(), flags.long(), domains.long()
         self.test_outputs = (scores, flags)
         if self.evaluator:

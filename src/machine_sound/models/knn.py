@@ -13,6 +13,7 @@ and the checkpoint, loads with `weights_only=True`, and is resized to the stored
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import torch
@@ -127,9 +128,9 @@ class KnnMemory(nn.Module):
                                                           self.domains[index])
         self._spans: dict[int, list[tuple[int, int]]] = {}
         start = 0
-        for key in dict.fromkeys(group[i] for i in order):
-            size = group.count(key)
-            self._spans.setdefault(key[0], []).append((start, start + size))
+        for (label, _), members in itertools.groupby(group[i] for i in order):
+            size = sum(1 for _ in members)
+            self._spans.setdefault(label, []).append((start, start + size))
             start += size
         short = {label: end - begin for label, spans in self._spans.items() for begin, end in spans
                  if end - begin < self.k}
