@@ -9,7 +9,7 @@ DIR    ?=
 HOST   ?= localhost
 REAL   ?= ../shared/real-samples
 
-.PHONY: help install train eval predict export sweep compare summarize test test-slow baseline figures bench tensorboard lint clean clean-data
+.PHONY: help install download train eval predict export sweep compare summarize test test-slow baseline figures bench tensorboard lint clean clean-data
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,10 @@ install:  ## create .venv and install the package (editable) with the dev tools
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+
+download:  ## real data, verified and unpacked: make download ARGS="dataset=mimii snr=-6_dB machine=pump" (or dcase2020..2025)
+	@test -n "$(ARGS)" || { echo 'usage: make download ARGS="dataset=<mimii|dcase2020|...|dcase2025> [machine=a,b] [snr=-6_dB] [dest=<folder>] [dry_run=true]"'; exit 2; }
+	$(PY) -m machine_sound.download $(ARGS)
 
 train:  ## train the quickstart model (synthetic -6 dB pump/id_04); extra overrides in ARGS="..."
 	$(PY) train.py machine=pump id=id_04 $(ARGS)

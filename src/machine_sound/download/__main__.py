@@ -1,0 +1,4 @@
+from machine_sound.download.cli import main
+
+if __name__ == "__main__":
+    main()

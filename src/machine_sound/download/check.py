@@ -1,0 +1,82 @@
+"""After unpacking: the layout's own reader reads what is in the destination, so a tree the training command
+cannot read is found now, and the training command to run next is built from what was read."""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from pathlib import Path
+
+from machine_sound.data.readers.dcase import DcaseReader
+from machine_sound.data.readers.dcase2020 import MACHINES as DCASE2020_MACHINES
+from machine_sound.data.readers.dcase2020 import Dcase2020Reader
+from machine_sound.data.readers.mimii import MimiiReader
+from machine_sound.errors import DataError, one_line
+
+MIMII_MACHINES = ("fan", "pump", "slider", "valve")
+
+
+def _ids(dest: Path, snr: str, machine: str) -> list[str]:
+    return sorted(p.name for p in (dest / f"{snr}_{machine}" / machine).glob("id_*") if p.is_dir())
+
+
+def _read(archive, layout: str, dest: Path):
+    """The Index the layout's reader makes of one archive's folder (MIMII: one per ID, as a list)."""
+    if layout == "mimii":
+        snr, machine = archive.choices["snr"], archive.choices["machine"]
+        ids = _ids(dest, snr, machine)
+        if not ids:
+            raise DataError(f"no id_* folder in {dest / f'{snr}_{machine}' / machine}")
+        return [MimiiReader(str(dest), snr, machine, i, machines={machine: ids}).read() for i in ids]
+    if layout == "dcase2020":
+        return [Dcase2020Reader(str(dest), archive.choices["machine"]).read()]
+    return [DcaseReader(str(dest), archive.choices["machine"]).read()]
+
+
+def read_back(catalog, archives, dest: Path) -> list[str]:
+    """One line per archive saying what `data=<layout>` reads of it in `dest`. DataError naming the archive and
+    the reader's complaint when it cannot."""
+    lines = []
+    for archive in archives:
+        try:
+            indexes = _read(archive, catalog.layout, Path(dest))
+        except Exception as err:
+            raise DataError(f"{archive.file} is unpacked in {dest}, but data={catalog.layout} cannot read it: "
+                            f"{one_line(err)}") from None
+        what = ", ".join(f"{k}={v}" for k, v in archive.choices.items())
+        if catalog.layout == "mimii":
+            parts = []
+            for index in indexes:
+                kinds = Counter(r.anomalous for r in index.records)
+                parts.append(f"{index.identity['id']} {kinds[0]} normal / {kinds[1]} abnormal")
+            lines.append(f"  {what}: {'; '.join(parts)}")
+        else:
+            (index,) = indexes
+            splits = Counter("test" if r.split == "test" else "train" for r in index.records)
+            named = "sections" if catalog.layout == "dcase" else "IDs"
+            lines.append(f"  {what}: {splits['train']} training clips, {splits['test']} test clips, "
+                         f"{named} {', '.join(index.class_names)}")
+    return lines
+
+
+def next_commands(catalog, archives, dest: Path) -> list[str]:
+    """The training command for the first archive, and the sweep over all when every type it needs is there."""
+    root = shlex.quote(str(dest))
+    first = archives[0].choices
+    if catalog.layout == "mimii":
+        snr, machine = first["snr"], first["machine"]
+        ids = _ids(Path(dest), snr, machine)
+        commands = [f"machine-sound-train data=mimii data.root={root} snr={snr} machine={machine} id={ids[0]}"]
+        if all(_ids(Path(dest), snr, m) for m in MIMII_MACHINES):
+            commands.append(f"machine-sound-train -m sweep=mimii data.root={root} snr={snr}")
+        return commands
+    machine = first["machine"]
+    if catalog.layout == "dcase2020":
+        commands = [f"machine-sound-train data=dcase2020 data.root={root} machine={machine} model=autoencoder"]
+        if all((Path(dest) / m / "train").is_dir() for m in DCASE2020_MACHINES):
+            commands.append(f"machine-sound-train -m sweep=dcase2020 data.root={root}")
+        return commands
+    index = DcaseReader(str(dest), machine).read()
+    model = "id_classifier" if len(index.aux_names) > 1 else "autoencoder"  # one class: nothing to tell apart
+    return [f"machine-sound-train data=dcase data.root={root} machine={machine} model={model}",
+            f"machine-sound-train -m sweep=dcase data.root={root}"]

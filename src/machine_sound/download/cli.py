@@ -1,0 +1,207 @@
+"""machine-sound-download: the real datasets in one command, verified and unpacked where their readers look.
+
+    machine-sound-download dataset=mimii snr=-6_dB machine=pump          (lists: machine=fan,pump)
+    machine-sound-download dataset=dcase2023 [machine=fan] [dest=/data/dcase2023/dev]
+    (or python -m machine_sound.download ..., or make download ARGS="...")
+
+For each archive chosen: a folder already unpacked from it (recorded in the destination's
+`.machine-sound-download.json`) is left alone; an archive already in the destination (kept, or put there by hand)
+is verified; otherwise it is downloaded (resumed where a broken run stopped), verified, unpacked and, unless
+`keep_archives=true`, deleted. Then the layout's reader reads what is there and the training command is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from machine_sound.console import parse_arguments, print_result
+from machine_sound.download import catalog as catalogs
+from machine_sound.download.check import next_commands, read_back
+from machine_sound.download.fetch import (
+    UNPACKED_PER_BYTE,
+    ChecksumMismatch,
+    NoNetwork,
+    ResumingDownloader,
+    gigabytes,
+    md5_of,
+    require_space,
+)
+from machine_sound.download.unpack import State, tree_size, unpack
+from machine_sound.errors import ConfigError, DataError, one_line, user_error
+
+log = logging.getLogger("machine_sound.download")
+USAGE = ("usage: machine-sound-download dataset=<" + "|".join(catalogs.known()) + "|file.yaml> [machine=a,b] "
+         "[snr=-6_dB,0_dB] [dest=<folder>] [keep_archives=false] [mirror=<base URL>] [retries=5] [dry_run=false]")
+OPTIONAL = ("machine", "snr", "dest", "keep_archives", "mirror", "retries", "dry_run")
+
+
+class CurrentStderr(logging.StreamHandler):
+    """A log handler writing to whatever `sys.stderr` is when a line is written (not when it was made)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@dataclass
+class Outcome:
+    """What a run did: the destination, and the archives fetched, found already there, or left as found."""
+
+    dest: Path
+    downloaded: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)  # already downloaded and verified, or put there by hand
+    skipped: list[str] = field(default_factory=list)  # their folder was already there
+    recorded: list[str] = field(default_factory=list)  # unpublished checksums recorded now
+
+
+def as_list(setting: str, value: str | None) -> list[str] | None:
+    """'fan,pump' or '[fan,pump]' -> ['fan', 'pump']; None stays None."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",")]
+    if not all(items):
+        raise ConfigError(f"{setting}={value}: a name or a list of names, such as {setting}=a,b")
+    return items
+
+
+def as_bool(setting: str, value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise ConfigError(f"{setting}={value}: true or false")
+    return value.lower() == "true"
+
+
+def by_hand(archives, record: str, dest: Path) -> str:
+    names = ", ".join(a.file for a in archives)
+    return f"fetch {names} by hand from {record} into {dest.resolve()}/ and run this command again to verify and unpack"
+
+
+def download(catalog: catalogs.Catalog, wanted: dict, dest: Path, keep_archives: bool = False,
+             mirror: str | None = None, retries: int = 5, progressbar: bool | None = None) -> Outcome:
+    """Download, verify and unpack the archives of `catalog` that `wanted` chooses into `dest` (see the module
+    docstring); `mirror` replaces the record's address by `<mirror>/<file>`. DataError/ConfigError in one line for
+    whatever stops it; NoNetwork's line says what to fetch by hand and where."""
+    import pooch
+
+    pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
+    archives = catalog.select(wanted)
+    dest = Path(dest)
+    state, outcome = State(dest), Outcome(dest)
+    for i, archive in enumerate(archives):
+        place = dest / archive.unpack
+        target = place / archive.holds
+        why = state.complete(archive.file, target)
+        if why is None:
+            log.info("%s: already unpacked in %s", archive.file, target)
+            outcome.skipped.append(archive.file)
+            continue
+        if target.exists():
+            if why:
+                raise DataError(f"{why} (some were removed or added); move it away and run the command again to "
+                                "unpack it afresh")
+            log.warning("%s exists and was not unpacked by this command: it is left as it is and %s is not "
+                        "downloaded (move the folder away to download it)", target, archive.file)
+            outcome.skipped.append(archive.file)
+            continue
+        expected = archive.md5 or state.md5(archive.file)
+        zip_path = dest / archive.file
+        if zip_path.exists():
+            log.info("%s is already in %s: checking its md5", archive.file, dest)
+            got = md5_of(zip_path)
+            if expected and got != expected:
+                raise ChecksumMismatch(f"{zip_path}: md5 {got} where {expected} was expected; delete it and run the "
+                                       "command again to download it afresh")
+            outcome.verified.append(archive.file)
+        else:
+            url = f"{mirror.rstrip('/')}/{archive.file}" if mirror else archive.url
+            if archive.bytes:
+                require_space(dest, archive.file, archive.bytes, int(archive.bytes * UNPACKED_PER_BYTE))
+            log.info("downloading %s (%s) from %s", archive.file,
+                     gigabytes(archive.bytes) if archive.bytes else "size not in the catalog", urlparse(url).netloc)
+            downloader = ResumingDownloader(dest / f"{archive.file}.part", expected, archive.bytes, retries,
+                                            progressbar=progressbar)
+            try:
+                pooch.retrieve(url, known_hash=f"md5:{expected}" if expected else None, fname=archive.file,
+                               path=dest, downloader=downloader)
+            except NoNetwork as err:
+                host = urlparse(url).netloc
+                kept = " (the part already downloaded is kept and resumed)" if (
+                    dest / f"{archive.file}.part").exists() else ""
+                raise NoNetwork(f"cannot reach {host} ({err}){kept}: "
+                                f"{by_hand(archives[i:], catalog.record, dest)}") from None
+            got = downloader.md5
+            outcome.downloaded.append(archive.file)
+        if not expected:
+            log.warning("%s: no published checksum; recorded md5 %s in %s and later downloads are verified against it",
+                        archive.file, got, state.path)
+            outcome.recorded.append(archive.file)
+        state.save(archive.file, md5=got, md5_source="published" if archive.md5 else "recorded on first download",
+                   url=archive.url)
+        folder = unpack(zip_path, place, archive.holds, progressbar)
+        files, size = tree_size(folder)
+        state.save(archive.file, folder=str(Path(archive.unpack, archive.holds)), files=files, bytes=size)
+        log.info("%s: %d files (%s) in %s", archive.file, files, gigabytes(size), folder)
+        if not keep_archives:
+            zip_path.unlink()
+    return outcome
+
+
+def plan_lines(catalog: catalogs.Catalog, archives, dest: Path, mirror: str | None) -> list[str]:
+    known = sum(a.bytes or 0 for a in archives)
+    unknown = sum(a.bytes is None for a in archives)
+    size = gigabytes(known) + (f" + {unknown} of unknown size" if unknown else "") if known else "size unknown"
+    lines = [f"{catalog.title}: {len(archives)} archive(s), {size}, into {dest}",
+             f"record: {catalog.record}" + (f" (licence {catalog.license})" if catalog.license else
+                                             " (its terms of use are on that page)")]
+    for a in archives:
+        url = f"{mirror.rstrip('/')}/{a.file}" if mirror else a.url
+        lines.append(f"  {a.file}  {gigabytes(a.bytes) if a.bytes else '?'}  md5 {a.md5 or 'unpublished'}  {url}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    own, rest = parse_arguments(sys.argv[1:] if argv is None else argv, ["dataset"], OPTIONAL, usage=USAGE)
+    handler = CurrentStderr()
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    try:
+        if rest:
+            raise ConfigError(f"unknown setting {rest[0]}; the settings are dataset= and "
+                              f"{', '.join(k + '=' for k in OPTIONAL)}")
+        catalog = catalogs.load(own["dataset"])
+        wanted = {k: as_list(k, own[k]) for k in ("machine", "snr") if k in own}
+        retries = own.get("retries", "5")
+        if not retries.isdigit():
+            raise ConfigError(f"retries={retries}: a whole number of tries after the first (5)")
+        dest = Path(own.get("dest") or Path("data", catalog.folder)).expanduser()
+        keep, dry = (as_bool(k, own.get(k, "false")) for k in ("keep_archives", "dry_run"))
+        archives = catalog.select(wanted)
+        print("\n".join(plan_lines(catalog, archives, dest, own.get("mirror"))), flush=True)
+        if dry:
+            return
+        outcome = download(catalog, wanted, dest, keep, own.get("mirror"), int(retries))
+        found = read_back(catalog, archives, dest)
+    except KeyboardInterrupt:
+        print("error: interrupted; what was downloaded is kept in <file>.part and the next run resumes it",
+              file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        if user_error(err) is None:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    done = (f"downloaded {len(outcome.downloaded)}, verified {len(outcome.verified)} already there, "
+            f"{len(outcome.skipped)} already unpacked")
+    print_result("\n".join([f"{catalog.title} in {dest}: {done}", *found, "train on it:",
+                            *(f"  {c}" for c in next_commands(catalog, archives, dest))]))
+
+
+if __name__ == "__main__":
+    main()

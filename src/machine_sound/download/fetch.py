@@ -1,0 +1,200 @@
+"""Getting one archive onto disk, whole and verified, with pooch (`pooch.retrieve`: the temporary file, the final
+checksum check, the move into place) and a downloader of its protocol that resumes: pooch restarts a broken
+download from zero, which for MIMII's zips of about 10 GB matters, so `ResumingDownloader` keeps what arrived in
+`<file>.part` and asks the server for the rest with an HTTP Range request (RFC 9110, section 14), on a retry and
+on the next run. A file that is not complete and verified never has the archive's name."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from machine_sound.errors import DataError, MachineSoundError
+
+log = logging.getLogger(__name__)
+CONNECT_SECONDS = 8  # no answer within this: no network (the command ends within seconds)
+READ_SECONDS = 60  # silence in the middle of a transfer for this long: the connection is taken as broken
+CHUNK = 1 << 16  # bytes read at a time: a broken connection loses at most the chunk it was reading
+UNPACKED_PER_BYTE = 1.4  # WAV files deflate little: the unpacked tree is ~1.3x the zip (MIMII, DCASE 2020)
+
+
+class NoNetwork(MachineSoundError):
+    """The server could not be reached at all; main names what to fetch by hand."""
+
+
+class ChecksumMismatch(DataError):
+    """A complete file whose md5 differs from the published or recorded one."""
+
+
+def gigabytes(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes on the disk that holds `folder` (or its nearest existing parent)."""
+    folder = Path(folder).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def require_space(folder: Path, what: str, download: int, unpacked: int) -> None:
+    """DataError in one line when the disk of `folder` has less than `download + unpacked` bytes free."""
+    free = free_bytes(folder)
+    if download + unpacked > free:
+        parts = ([f"{gigabytes(download)} to download"] if download else []) + (
+            [f"about {gigabytes(unpacked)} unpacked"] if unpacked else [])
+        raise DataError(f"not enough free disk space in {folder} for {what}: it needs {gigabytes(download + unpacked)}"
+                        f" ({', '.join(parts)}) and {gigabytes(free)} is free; free some space or give "
+                        "dest=<a folder on another disk>")
+
+
+def md5_of(path: Path) -> str:
+    """The md5 of a file, by pooch (read in chunks)."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="md5")
+
+
+@contextmanager
+def only_writer(part: Path):
+    """An exclusive lock on `<file>.part` (POSIX), so two downloads into one folder never write one file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    part.parent.mkdir(parents=True, exist_ok=True)
+    path = part.with_name(part.name + ".lock")
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(f"another download is writing {part}; wait for it to end or stop it") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class ResumingDownloader:
+    """A pooch downloader (`pooch.retrieve(..., downloader=...)`) that downloads `url` into `part`, resuming from
+    the bytes already there, computes the md5 on the way and, once the file is complete and its md5 is `md5` (when
+    given), moves it to pooch's temporary file. A broken connection is retried `retries` times with waits of 2, 4,
+    8 ... s (at most 30), each time from where it stopped. Raises NoNetwork when the server cannot be reached
+    before any byte arrived, ChecksumMismatch (deleting the part) for a complete file with another md5, and a
+    DataError saying how far it got when the retries are spent (the part is kept: the next run resumes it).
+    After a call, `md5` holds the file's md5."""
+
+    def __init__(self, part: Path, md5: str | None = None, size: int | None = None, retries: int = 5,
+                 unpacked_per_byte: float = UNPACKED_PER_BYTE, progressbar: bool | None = None):
+        self.part, self.md5, self.size, self.retries = Path(part), md5, size, retries
+        self.unpacked_per_byte, self.progressbar = unpacked_per_byte, progressbar
+
+    @staticmethod
+    def wait(attempt: int) -> float:
+        """Seconds to wait before try `attempt + 1`."""
+        return min(2 ** attempt, 30)
+
+    def __call__(self, url: str, output_file: str, pooch=None, check_only: bool = False):
+        import requests
+
+        if check_only:
+            return requests.head(url, timeout=(CONNECT_SECONDS, READ_SECONDS), allow_redirects=True).ok
+        with only_writer(self.part):
+            hasher, received = self._hash_part()
+            before, attempt = received, 0
+            while True:
+                try:
+                    hasher, received = self._transfer(requests, url, hasher, received)
+                    break
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        IncompleteTransfer) as err:
+                    got = self.part.stat().st_size if self.part.exists() else 0
+                    if got == before and attempt == 0 and isinstance(err, (requests.ConnectionError,
+                                                                            requests.Timeout)):
+                        raise NoNetwork(f"{type(err).__name__}: {reason(err)}") from None
+                    if attempt >= self.retries:
+                        raise DataError(f"the download of {self.part.name.removesuffix('.part')} broke off at "
+                                        f"{gigabytes(got)}{self._of()} ({reason(err)}) after {attempt + 1} tries; "
+                                        f"{self.part} is kept: run the command again to resume it") from None
+                    attempt += 1
+                    log.warning("the connection broke at %s%s (%s); resuming in %d s (try %d of %d)",
+                                gigabytes(got), self._of(), reason(err), self.wait(attempt), attempt + 1,
+                                self.retries + 1)
+                    time.sleep(self.wait(attempt))
+                    hasher, received = self._hash_part()
+            got = hasher.hexdigest()
+            name = self.part.name.removesuffix(".part")
+            if self.md5 and got != self.md5:
+                self.part.unlink()
+                raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} was expected; the download is deleted: "
+                                       "run the command again to download it afresh (if the sums differ again, the "
+                                       "record's file has changed: see its page)")
+            self.md5 = got
+            os.replace(self.part, output_file)
+        return None
+
+    def _of(self) -> str:
+        return f" of {gigabytes(self.size)}" if self.size else ""
+
+    def _hash_part(self):
+        """An md5 of the bytes already in the part file, and their count."""
+        hasher, count = hashlib.md5(), 0
+        if self.part.exists():
+            with open(self.part, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    hasher.update(chunk)
+                    count += len(chunk)
+        return hasher, count
+
+    def _transfer(self, requests, url: str, hasher, have: int):
+        """Get the bytes from `have` on into the part file; (md5 so far, bytes in the part)."""
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_SECONDS, READ_SECONDS)) as response:
+            if response.status_code == 416 and have and self.size == have:
+                return hasher, have  # the part is already whole
+            if response.status_code >= 400:
+                raise DataError(f"{url} answered {response.status_code} {response.reason}; the record may have "
+                                "moved: check its page (or give mirror=<a server holding the files>)")
+            if have and response.status_code != 206:
+                log.warning("the server ignored the request to resume %s at %s; downloading it from the start",
+                            self.part.name.removesuffix(".part"), gigabytes(have))
+                hasher, have = hashlib.md5(), 0
+            length = response.headers.get("Content-Length")
+            total = have + int(length) if length is not None else self.size
+            if self.size and total and total != self.size:
+                raise DataError(f"{url} offers {total} bytes where the catalog says {self.size}; the record may "
+                                "have changed: check its page")
+            self.size = self.size or total
+            require_space(self.part.parent, self.part.name.removesuffix(".part"), (total or 0) - have,
+                          int((total or 0) * self.unpacked_per_byte))
+            from tqdm.auto import tqdm
+
+            with open(self.part, "ab" if have else "wb") as out, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, miniters=1,
+                    desc=self.part.name.removesuffix(".part"), disable=self.progressbar is False or None) as bar:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    have += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and have != total:
+            raise IncompleteTransfer(f"{have} of {total} bytes arrived")
+        return hasher, have
+
+
+class IncompleteTransfer(Exception):
+    """The server closed the connection before the announced length arrived."""
+
+
+def reason(err: BaseException) -> str:
+    """The last, most specific line of a requests/urllib3 error chain, without its object addresses."""
+    text = str(err).splitlines()[-1] if str(err) else type(err).__name__
+    return text.split(": ", 1)[-1] if text.startswith(("HTTPConnectionPool", "HTTPSConnectionPool")) else text

@@ -1,0 +1,115 @@
+"""Placing a verified archive's folder where its reader looks, whole or not at all, and remembering what was
+placed: `<destination>/.machine-sound-download.json` records, per archive, its md5 (and whether it was published
+or recorded from the first complete download), the folder it became and that folder's file count and bytes, so a
+later run knows the folder is there and complete without the archive."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from machine_sound.download.fetch import require_space
+from machine_sound.errors import DataError
+
+log = logging.getLogger(__name__)
+STATE = ".machine-sound-download.json"
+
+
+def tree_size(folder: Path) -> tuple[int, int]:
+    """(number of files, their bytes) under `folder`, links not followed."""
+    files = size = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(parent, name)).st_size
+    return files, size
+
+
+class State:
+    """The destination's record of what this command downloaded and unpacked there (`STATE`)."""
+
+    def __init__(self, dest: Path):
+        self.path = Path(dest) / STATE
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except (OSError, ValueError) as err:
+                raise DataError(f"{self.path} is not readable JSON ({err}); it records what was downloaded "
+                                "there: delete it to check every archive afresh") from None
+            if not isinstance(self.entries, dict):
+                raise DataError(f"{self.path} is not this command's record; delete it to check every archive "
+                                "afresh")
+
+    def md5(self, file: str) -> str | None:
+        """The md5 recorded for `file` on its first complete download, if any."""
+        return (self.entries.get(file) or {}).get("md5")
+
+    def complete(self, file: str, folder: Path) -> str | None:
+        """None when `folder` holds what `file` unpacked to; otherwise why not (for an unrecorded folder: '')."""
+        entry = self.entries.get(file) or {}
+        if not entry.get("folder") or Path(self.path.parent, entry["folder"]) != folder:
+            return ""
+        files, size = tree_size(folder)
+        if (files, size) != (entry["files"], entry["bytes"]):
+            return (f"{folder} holds {files} files ({size} bytes) where {entry['files']} ({entry['bytes']} bytes) "
+                    f"were unpacked from {file}")
+        return None
+
+    def save(self, file: str, **entry) -> None:
+        """Record `entry` for `file` (merged with what is there) and write the record atomically."""
+        self.entries[file] = {**self.entries.get(file, {}), **entry,
+                              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
+        os.replace(temporary, self.path)
+
+
+def unpack(archive: Path, place: Path, holds: str, progressbar: bool | None = None) -> Path:
+    """Unzip `archive` into a temporary folder beside `place` and move the folder `holds` it has at its top (or
+    under one wrapping folder) to `place/holds`, which must not exist. Returns that folder. An interrupted unpack
+    leaves only the temporary folder, which the next call removes. DataError for an unreadable zip, one without
+    `holds`, or too little disk space (the zip's own sizes)."""
+    target = Path(place) / holds
+    if target.exists():
+        raise DataError(f"{target} exists; move it away to unpack {archive.name} there")
+    work = archive.parent / f".unpacking-{archive.name}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = [m for m in z.infolist() if not m.is_dir()]
+            require_space(archive.parent, f"unpacking {archive.name}", 0, sum(m.file_size for m in members))
+            from tqdm.auto import tqdm
+
+            with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=f"unpacking {archive.name}", disable=progressbar is False or None) as bar:
+                for member in members:
+                    z.extract(member, work)
+                    bar.update(member.file_size)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise DataError(f"{archive} is not a readable zip archive ({err}); delete it and run the command again "
+                        "to download it afresh") from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    found = [work / holds] if (work / holds).is_dir() else sorted(work.glob(f"*/{holds}"))
+    if len(found) != 1:
+        tops = sorted(p.name for p in work.iterdir())
+        shutil.rmtree(work, ignore_errors=True)
+        raise DataError(f"{archive.name} holds {', '.join(tops) or 'nothing'} at its top, not one folder {holds}; "
+                        "is it the right file?")
+    left = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and found[0] not in p.parents)
+    if left:
+        log.info("%s: left out what lies outside %s/: %s", archive.name, holds, ", ".join(left[:5]) +
+                 (f" and {len(left) - 5} more" if len(left) > 5 else ""))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(found[0], target)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
