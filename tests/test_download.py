@@ -33,6 +33,7 @@ class Server:
         self.drop_after: dict[str, int] = {}
         self.drops: dict[str, int] = {}
         self.ignore_range = False
+        self.answers: list[int] = []  # statuses to answer before serving (e.g. [503]: busy once)
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -45,6 +46,9 @@ class Server:
             def do_GET(self):
                 name = self.path.lstrip("/").split("?")[0]
                 server.requests.append((name, self.headers.get("Range")))
+                if server.answers:
+                    self.send_error(server.answers.pop(0))
+                    return
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -185,7 +189,7 @@ def test_a_dcase_zip_is_downloaded_unpacked_and_trained_on_its_checksum_recorded
     server.requests.clear()
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 0 and server.requests == [] and "verified 1 already there" in out
-    assert (dest / "fan" / "train").is_dir() and not (dest / "dev_fan.zip").exists()
+    assert (dest / "fan" / "train").is_dir() and (dest / "dev_fan.zip").exists()  # not ours to delete this time
 
 
 def test_a_checksum_mismatch_is_one_line_naming_the_file_and_both_sums_and_leaves_nothing(tmp_path, server, capsys):
@@ -330,6 +334,10 @@ def test_a_bad_catalog_file_is_named(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"a.zip: md5='xyz' is not 32 hexadecimal digits"):
         catalogs.load(str(path))
+    data["files"] = [{"file": "a.zip", "machine": "fan", "mdd5": "0" * 32}]  # a typo must not turn checking off
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"a.zip: unknown field\(s\) mdd5"):
+        catalogs.load(str(path))
 
 
 def test_a_zip_without_the_expected_folder_is_refused_and_leaves_nothing(tmp_path, server):
@@ -342,3 +350,73 @@ def test_a_zip_without_the_expected_folder_is_refused_and_leaves_nothing(tmp_pat
     with pytest.raises(DataError, match=r"-6_dB_fan.zip holds pump at its top, not one folder fan"):
         download(catalog, {}, dest, progressbar=False)
     assert not (dest / "-6_dB_fan").exists() and not list(dest.glob(".unpacking*"))
+
+
+def test_a_part_that_is_already_whole_is_verified_without_downloading_it_again(tmp_path, server, capsys):
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)},
+                            sizes=False)
+    dest = tmp_path / "mimii"
+    dest.mkdir()
+    (dest / "-6_dB_fan.zip.part").write_bytes(body)  # killed after the last byte, before the move
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0, err
+    assert server.fetched("-6_dB_fan.zip") == [f"bytes={len(body)}-"]  # answered 416: nothing more to send
+    assert (dest / "-6_dB_fan" / "fan").is_dir()
+
+
+def test_a_bad_first_download_without_a_published_checksum_is_neither_recorded_nor_kept(tmp_path, server, capsys):
+    body = dcase_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "dcase", {"dev_fan.zip": ({"machine": "fan"}, body)}, md5=False,
+                            sizes=False)
+    server.files["dev_fan.zip"] = b"<html>a login page</html>"
+    dest = tmp_path / "dev"
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 2 and "is not a readable zip archive" in err and "(the download is deleted)" in err
+    assert not (dest / "dev_fan.zip").exists() and not (dest / STATE).exists()
+    server.files["dev_fan.zip"] = body
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0, err
+    assert yaml.safe_load((dest / STATE).read_text())["dev_fan.zip"]["md5"] == hashlib.md5(body).hexdigest()
+
+
+def test_a_busy_server_is_asked_again(tmp_path, server, capsys, monkeypatch):
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    monkeypatch.setattr(fetch.ResumingDownloader, "wait", staticmethod(lambda attempt: 0))
+    server.answers = [503, 429]
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={tmp_path / 'mimii'}")
+    assert code == 0, err
+    assert len(server.requests) == 3
+
+
+def test_one_run_at_a_time_per_destination(tmp_path, server, capsys):
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    dest = tmp_path / "mimii"
+    dest.mkdir()
+    with fetch.only_writer(dest):  # another run, holding the destination
+        code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 2 and f"another machine-sound-download is working in {dest}" in err and server.requests == []
+
+
+@pytest.mark.parametrize("setup, match", [
+    ("mirror", r"mirror=127.0.0.1:1/x: an http:// or https:// address"),
+    ("state", r"is not this command's record .*; delete it"),
+    ("empty zip", r"-6_dB_fan.zip holds nothing at its top, not one folder fan"),
+    ("dest file", r"dest=.* is a file; give a folder"),
+])
+def test_bad_places_are_one_line(tmp_path, server, capsys, setup, match):
+    body = zip_of(tmp_path / "nothing", tmp_path / "empty.zip") if setup == "empty zip" else mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    dest = tmp_path / "mimii"
+    args = [f"dataset={catalog}", f"dest={dest}"]
+    if setup == "mirror":
+        args.append("mirror=127.0.0.1:1/x")
+    elif setup == "state":
+        dest.mkdir()
+        (dest / STATE).write_text('{"-6_dB_fan.zip": 5}')
+    elif setup == "dest file":
+        dest.write_text("not a folder")
+    code, out, err = run(capsys, *args)
+    assert code == 2 and len(err.splitlines()) == 1 and __import__("re").search(match, err), err

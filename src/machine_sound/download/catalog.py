@@ -1,4 +1,4 @@
-"""The public records the download command knows, one YAML file each in the package's `conf/download/` (or a
+"""The public records the download command knows, one YAML file each in the package's `download/records/` (or a
 file of your own in the same form): where each archive is, its checksum and size where known, which layout reads
 it and where it is unpacked. A catalog only describes files; `fetch` gets them and `unpack` places them."""
 
@@ -64,7 +64,7 @@ class Catalog:
 
 def known() -> list[str]:
     """The names of the catalogs in the package, sorted."""
-    folder = resources.files("machine_sound.conf").joinpath("download")
+    folder = resources.files("machine_sound.download").joinpath("records")
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -77,7 +77,7 @@ def load(dataset: str) -> Catalog:
             raise ConfigError(f"dataset={dataset}: no such file")
         text, name = path.read_text(), path.stem
     elif dataset in known():
-        text = resources.files("machine_sound.conf").joinpath("download", f"{dataset}.yaml").read_text()
+        text = resources.files("machine_sound.download").joinpath("records", f"{dataset}.yaml").read_text()
         name = dataset
     else:
         raise ConfigError(f"dataset={dataset}: choose one of {', '.join(known())} (or the path of a .yaml catalog)")
@@ -104,15 +104,23 @@ def parse(raw, name: str, where: str) -> Catalog:
     if raw["layout"] not in LAYOUTS:
         raise bad(f"layout={raw['layout']}: one of {', '.join(LAYOUTS)}")
     keys = raw["keys"]
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
-        raise bad("keys: a list of the names that choose files, such as [machine]")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.isidentifier() for k in keys) \
+            or set(keys) & {"file", "md5", "bytes"}:
+        raise bad("keys: a list of the names that choose files, such as [machine] (not file, md5 or bytes)")
+    for text in ("title", "record", "url", "folder", "unpack", "holds"):
+        if not isinstance(raw[text], str) or not raw[text].strip():
+            raise bad(f"{text}: a text")
     if not isinstance(raw["files"], list) or not raw["files"]:
         raise bad("files: a list of {file, <keys>, md5, bytes}")
     archives, choices, names = [], {k: [] for k in keys}, set()
     for entry in raw["files"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"] \
+                or entry["file"] in ("", ".", ".."):
             raise bad(f"files: {entry!r} needs file: <a file name without folders>")
         file = entry["file"]
+        extra = sorted(set(entry) - {"file", "md5", "bytes", *keys})
+        if extra:
+            raise bad(f"{file}: unknown field(s) {', '.join(extra)} (a file has file, {', '.join(keys)}, md5, bytes)")
         if file in names:
             raise bad(f"{file} is listed twice")
         names.add(file)
@@ -129,7 +137,7 @@ def parse(raw, name: str, where: str) -> Catalog:
             url, unpack, holds = (raw[f].format(file=file, **values) for f in ("url", "unpack", "holds"))
         except (KeyError, IndexError, ValueError) as err:
             raise bad(f"url, unpack or holds names {err} which {file} does not have") from None
-        if Path(unpack).is_absolute() or ".." in Path(unpack).parts or not holds or "/" in holds:
+        if Path(unpack).is_absolute() or ".." in Path(unpack).parts or holds in ("", ".", "..") or "/" in holds:
             raise bad(f"{file}: unpack must be a folder inside the destination and holds one folder name")
         for k, v in values.items():
             if v not in choices[k]:

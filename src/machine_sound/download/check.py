@@ -33,10 +33,11 @@ def _read(archive, layout: str, dest: Path):
     return [DcaseReader(str(dest), archive.choices["machine"]).read()]
 
 
-def read_back(catalog, archives, dest: Path) -> list[str]:
-    """One line per archive saying what `data=<layout>` reads of it in `dest`. DataError naming the archive and
-    the reader's complaint when it cannot."""
-    lines = []
+def read_back(catalog, archives, dest: Path) -> tuple[list[str], list[str]]:
+    """What `data=<layout>` reads of each archive's folder in `dest` (a line each), and the training commands to
+    run next: the first archive's, and the sweep over all when every type it needs is there. DataError naming the
+    archive and the reader's complaint when it cannot read one."""
+    lines, classes = [], {}
     for archive in archives:
         try:
             indexes = _read(archive, catalog.layout, Path(dest))
@@ -52,31 +53,30 @@ def read_back(catalog, archives, dest: Path) -> list[str]:
             lines.append(f"  {what}: {'; '.join(parts)}")
         else:
             (index,) = indexes
+            classes[archive.choices["machine"]] = len(index.aux_names)
             splits = Counter("test" if r.split == "test" else "train" for r in index.records)
             named = "sections" if catalog.layout == "dcase" else "IDs"
             lines.append(f"  {what}: {splits['train']} training clips, {splits['test']} test clips, "
                          f"{named} {', '.join(index.class_names)}")
-    return lines
+    return lines, _commands(catalog, archives, Path(dest), classes)
 
 
-def next_commands(catalog, archives, dest: Path) -> list[str]:
-    """The training command for the first archive, and the sweep over all when every type it needs is there."""
+def _commands(catalog, archives, dest: Path, classes: dict[str, int]) -> list[str]:
     root = shlex.quote(str(dest))
     first = archives[0].choices
     if catalog.layout == "mimii":
         snr, machine = first["snr"], first["machine"]
-        ids = _ids(Path(dest), snr, machine)
-        commands = [f"machine-sound-train data=mimii data.root={root} snr={snr} machine={machine} id={ids[0]}"]
-        if all(_ids(Path(dest), snr, m) for m in MIMII_MACHINES):
+        commands = [f"machine-sound-train data=mimii data.root={root} snr={snr} machine={machine} "
+                    f"id={_ids(dest, snr, machine)[0]}"]
+        if all(_ids(dest, snr, m) for m in MIMII_MACHINES):
             commands.append(f"machine-sound-train -m sweep=mimii data.root={root} snr={snr}")
         return commands
     machine = first["machine"]
     if catalog.layout == "dcase2020":
         commands = [f"machine-sound-train data=dcase2020 data.root={root} machine={machine} model=autoencoder"]
-        if all((Path(dest) / m / "train").is_dir() for m in DCASE2020_MACHINES):
+        if all((dest / m / "train").is_dir() for m in DCASE2020_MACHINES):
             commands.append(f"machine-sound-train -m sweep=dcase2020 data.root={root}")
         return commands
-    index = DcaseReader(str(dest), machine).read()
-    model = "id_classifier" if len(index.aux_names) > 1 else "autoencoder"  # one class: nothing to tell apart
+    model = "id_classifier" if classes[machine] > 1 else "autoencoder"  # one class: nothing to tell apart
     return [f"machine-sound-train data=dcase data.root={root} machine={machine} model={model}",
             f"machine-sound-train -m sweep=dcase data.root={root}"]

@@ -13,6 +13,7 @@ is verified; otherwise it is downloaded (resumed where a broken run stopped), ve
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from urllib.parse import urlparse
 
 from machine_sound.console import parse_arguments, print_result
 from machine_sound.download import catalog as catalogs
-from machine_sound.download.check import next_commands, read_back
+from machine_sound.download.check import read_back
 from machine_sound.download.fetch import (
     UNPACKED_PER_BYTE,
     ChecksumMismatch,
@@ -28,10 +29,11 @@ from machine_sound.download.fetch import (
     ResumingDownloader,
     gigabytes,
     md5_of,
+    only_writer,
     require_space,
 )
 from machine_sound.download.unpack import State, tree_size, unpack
-from machine_sound.errors import ConfigError, DataError, one_line, user_error
+from machine_sound.errors import WRITE_ERRNOS, ConfigError, DataError, one_line, user_error
 
 log = logging.getLogger("machine_sound.download")
 USAGE = ("usage: machine-sound-download dataset=<" + "|".join(catalogs.known()) + "|file.yaml> [machine=a,b] "
@@ -78,6 +80,21 @@ def as_bool(setting: str, value: str) -> bool:
     return value.lower() == "true"
 
 
+def check_mirror(mirror: str | None) -> str | None:
+    """`mirror=` when it is an http(s) address with a host (and a valid port); ConfigError otherwise."""
+    if mirror is None:
+        return None
+    parsed = urlparse(mirror)
+    try:
+        parsed.port
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"mirror={mirror}: an http:// or https:// address of a server holding the files, such "
+                          "as https://mirror.example.org/mimii")
+    return mirror
+
+
 def by_hand(archives, record: str, dest: Path) -> str:
     names = ", ".join(a.file for a in archives)
     return f"fetch {names} by hand from {record} into {dest.resolve()}/ and run this command again to verify and unpack"
@@ -86,14 +103,40 @@ def by_hand(archives, record: str, dest: Path) -> str:
 def download(catalog: catalogs.Catalog, wanted: dict, dest: Path, keep_archives: bool = False,
              mirror: str | None = None, retries: int = 5, progressbar: bool | None = None) -> Outcome:
     """Download, verify and unpack the archives of `catalog` that `wanted` chooses into `dest` (see the module
-    docstring); `mirror` replaces the record's address by `<mirror>/<file>`. DataError/ConfigError in one line for
-    whatever stops it; NoNetwork's line says what to fetch by hand and where."""
+    docstring); `mirror` replaces the record's address by `<mirror>/<file>`. One run at a time per destination.
+    DataError/ConfigError in one line for whatever stops it; NoNetwork's line says what to fetch by hand and where."""
+    archives = catalog.select(wanted)
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"dest={dest} is a file; give a folder")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"dest={dest}: cannot make the folder ({err.strerror or err})") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise DataError(f"dest={dest} is not writable; give a folder you can write to")
+    try:
+        with only_writer(dest):
+            return _download(catalog, archives, dest, keep_archives, mirror, retries, progressbar)
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        raise DataError(f"cannot write in {dest}: {err.strerror}; free some space or give dest=<another "
+                        "folder>") from None
+
+
+def _download(catalog, archives, dest: Path, keep_archives: bool, mirror: str | None, retries: int,
+              progressbar: bool | None) -> Outcome:
     import pooch
 
     pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
-    archives = catalog.select(wanted)
-    dest = Path(dest)
     state, outcome = State(dest), Outcome(dest)
+    pending = [a for a in archives if not (dest / a.unpack / a.holds).exists()]
+    downloads = [a.bytes - part_size(dest, a) for a in pending if a.bytes and not (dest / a.file).exists()]
+    unpacked = [int(a.bytes * UNPACKED_PER_BYTE) for a in pending if a.bytes]
+    if pending and (downloads or unpacked):  # the whole selection first; each archive again before it starts
+        peak = sum(downloads) if keep_archives else max(downloads, default=0)
+        require_space(dest, f"the {len(pending)} archive(s) to get", peak, sum(unpacked))
     for i, archive in enumerate(archives):
         place = dest / archive.unpack
         target = place / archive.holds
@@ -112,7 +155,9 @@ def download(catalog: catalogs.Catalog, wanted: dict, dest: Path, keep_archives:
             continue
         expected = archive.md5 or state.md5(archive.file)
         zip_path = dest / archive.file
-        if zip_path.exists():
+        url = f"{mirror.rstrip('/')}/{archive.file}" if mirror else archive.url
+        fetched = not zip_path.exists()
+        if not fetched:
             log.info("%s is already in %s: checking its md5", archive.file, dest)
             got = md5_of(zip_path)
             if expected and got != expected:
@@ -120,37 +165,56 @@ def download(catalog: catalogs.Catalog, wanted: dict, dest: Path, keep_archives:
                                        "command again to download it afresh")
             outcome.verified.append(archive.file)
         else:
-            url = f"{mirror.rstrip('/')}/{archive.file}" if mirror else archive.url
-            if archive.bytes:
-                require_space(dest, archive.file, archive.bytes, int(archive.bytes * UNPACKED_PER_BYTE))
-            log.info("downloading %s (%s) from %s", archive.file,
-                     gigabytes(archive.bytes) if archive.bytes else "size not in the catalog", urlparse(url).netloc)
-            downloader = ResumingDownloader(dest / f"{archive.file}.part", expected, archive.bytes, retries,
-                                            progressbar=progressbar)
-            try:
-                pooch.retrieve(url, known_hash=f"md5:{expected}" if expected else None, fname=archive.file,
-                               path=dest, downloader=downloader)
-            except NoNetwork as err:
-                host = urlparse(url).netloc
-                kept = " (the part already downloaded is kept and resumed)" if (
-                    dest / f"{archive.file}.part").exists() else ""
-                raise NoNetwork(f"cannot reach {host} ({err}){kept}: "
-                                f"{by_hand(archives[i:], catalog.record, dest)}") from None
-            got = downloader.md5
+            got = fetch(archive, zip_path, url, expected, retries, progressbar, catalog.record, archives[i:])
             outcome.downloaded.append(archive.file)
-        if not expected:
+        try:
+            folder = unpack(zip_path, place, archive.holds, progressbar)
+        except DataError as err:
+            unverified = fetched and not expected  # ours, never checked, and useless: the next run gets it afresh
+            if unverified:
+                zip_path.unlink()
+            raise DataError(f"{one_line(err)}{' (the download is deleted)' if unverified else ''}") from None
+        files, size = tree_size(folder)
+        if not expected:  # recorded only once the archive proved whole by unpacking
             log.warning("%s: no published checksum; recorded md5 %s in %s and later downloads are verified against it",
                         archive.file, got, state.path)
             outcome.recorded.append(archive.file)
         state.save(archive.file, md5=got, md5_source="published" if archive.md5 else "recorded on first download",
-                   url=archive.url)
-        folder = unpack(zip_path, place, archive.holds, progressbar)
-        files, size = tree_size(folder)
-        state.save(archive.file, folder=str(Path(archive.unpack, archive.holds)), files=files, bytes=size)
+                   url=url, folder=str(Path(archive.unpack, archive.holds)), files=files, bytes=size)
         log.info("%s: %d files (%s) in %s", archive.file, files, gigabytes(size), folder)
-        if not keep_archives:
+        if fetched and not keep_archives:
             zip_path.unlink()
+        elif not fetched:
+            log.info("%s was there before this run and is kept", zip_path)
     return outcome
+
+
+def part_size(dest: Path, archive) -> int:
+    part = dest / f"{archive.file}.part"
+    return part.stat().st_size if part.exists() else 0
+
+
+def fetch(archive, zip_path: Path, url: str, expected: str | None, retries: int, progressbar, record: str,
+          rest) -> str:
+    """Download one archive through pooch with the resuming downloader; its md5. NoNetwork names `rest` (this
+    archive and those after it) to fetch by hand from `record`."""
+    import pooch
+
+    dest = zip_path.parent
+    if archive.bytes:  # again with the server's length once it answers
+        require_space(dest, archive.file, max(archive.bytes - part_size(dest, archive), 0),
+                      int(archive.bytes * UNPACKED_PER_BYTE))
+    log.info("downloading %s (%s) from %s", archive.file,
+             gigabytes(archive.bytes) if archive.bytes else "size not in the catalog", urlparse(url).netloc)
+    downloader = ResumingDownloader(dest / f"{archive.file}.part", expected, archive.bytes, retries,
+                                    progressbar=progressbar)
+    try:
+        pooch.retrieve(url, known_hash=f"md5:{expected}" if expected else None, fname=archive.file, path=dest,
+                       downloader=downloader)
+    except NoNetwork as err:
+        kept = " (the part already downloaded is kept and resumed)" if part_size(dest, archive) else ""
+        raise NoNetwork(f"cannot reach {urlparse(url).netloc} ({err}){kept}: {by_hand(rest, record, dest)}") from None
+    return downloader.md5
 
 
 def plan_lines(catalog: catalogs.Catalog, archives, dest: Path, mirror: str | None) -> list[str]:
@@ -180,17 +244,20 @@ def main(argv: list[str] | None = None) -> None:
         retries = own.get("retries", "5")
         if not retries.isdigit():
             raise ConfigError(f"retries={retries}: a whole number of tries after the first (5)")
+        if "dest" in own and not own["dest"].strip():
+            raise ConfigError("dest= is empty; give a folder (or leave dest= out for data/<dataset>)")
         dest = Path(own.get("dest") or Path("data", catalog.folder)).expanduser()
         keep, dry = (as_bool(k, own.get(k, "false")) for k in ("keep_archives", "dry_run"))
+        mirror = check_mirror(own.get("mirror"))
         archives = catalog.select(wanted)
-        print("\n".join(plan_lines(catalog, archives, dest, own.get("mirror"))), flush=True)
+        print("\n".join(plan_lines(catalog, archives, dest, mirror)), flush=True)
         if dry:
             return
-        outcome = download(catalog, wanted, dest, keep, own.get("mirror"), int(retries))
-        found = read_back(catalog, archives, dest)
+        outcome = download(catalog, wanted, dest, keep, mirror, int(retries))
+        found, commands = read_back(catalog, archives, dest)
     except KeyboardInterrupt:
-        print("error: interrupted; what was downloaded is kept in <file>.part and the next run resumes it",
-              file=sys.stderr)
+        print("error: interrupted; a download in progress is kept in its .part file for the next run to resume, "
+              "an unpack in progress is undone", file=sys.stderr)
         sys.exit(130)
     except Exception as err:
         if user_error(err) is None:
@@ -200,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     done = (f"downloaded {len(outcome.downloaded)}, verified {len(outcome.verified)} already there, "
             f"{len(outcome.skipped)} already unpacked")
     print_result("\n".join([f"{catalog.title} in {dest}: {done}", *found, "train on it:",
-                            *(f"  {c}" for c in next_commands(catalog, archives, dest))]))
+                            *(f"  {c}" for c in commands)]))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from machine_sound.errors import DataError, MachineSoundError
 log = logging.getLogger(__name__)
 CONNECT_SECONDS = 8  # no answer within this: no network (the command ends within seconds)
 READ_SECONDS = 60  # silence in the middle of a transfer for this long: the connection is taken as broken
+BUSY = {429, 500, 502, 503, 504}  # answers that are retried like a broken connection (Zenodo rate-limits)
 CHUNK = 1 << 16  # bytes read at a time: a broken connection loses at most the chunk it was reading
 UNPACKED_PER_BYTE = 1.4  # WAV files deflate little: the unpacked tree is ~1.3x the zip (MIMII, DCASE 2020)
 
@@ -62,20 +64,21 @@ def md5_of(path: Path) -> str:
 
 
 @contextmanager
-def only_writer(part: Path):
-    """An exclusive lock on `<file>.part` (POSIX), so two downloads into one folder never write one file."""
+def only_writer(folder: Path):
+    """An exclusive lock on `folder` (POSIX `flock` on `folder/.machine-sound-download.lock`) for as long as the
+    block runs, so two downloads never write into one destination. DataError when another process holds it."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock
         yield
         return
-    part.parent.mkdir(parents=True, exist_ok=True)
-    path = part.with_name(part.name + ".lock")
+    path = Path(folder) / ".machine-sound-download.lock"
     with open(path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise DataError(f"another download is writing {part}; wait for it to end or stop it") from None
+            raise DataError(f"another machine-sound-download is working in {folder}; wait for it to end (or give "
+                            "another dest=)") from None
         try:
             yield
         finally:
@@ -107,38 +110,43 @@ class ResumingDownloader:
 
         if check_only:
             return requests.head(url, timeout=(CONNECT_SECONDS, READ_SECONDS), allow_redirects=True).ok
-        with only_writer(self.part):
-            hasher, received = self._hash_part()
-            before, attempt = received, 0
-            while True:
-                try:
-                    hasher, received = self._transfer(requests, url, hasher, received)
-                    break
-                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                        IncompleteTransfer) as err:
-                    got = self.part.stat().st_size if self.part.exists() else 0
-                    if got == before and attempt == 0 and isinstance(err, (requests.ConnectionError,
-                                                                            requests.Timeout)):
-                        raise NoNetwork(f"{type(err).__name__}: {reason(err)}") from None
-                    if attempt >= self.retries:
-                        raise DataError(f"the download of {self.part.name.removesuffix('.part')} broke off at "
-                                        f"{gigabytes(got)}{self._of()} ({reason(err)}) after {attempt + 1} tries; "
-                                        f"{self.part} is kept: run the command again to resume it") from None
-                    attempt += 1
-                    log.warning("the connection broke at %s%s (%s); resuming in %d s (try %d of %d)",
-                                gigabytes(got), self._of(), reason(err), self.wait(attempt), attempt + 1,
-                                self.retries + 1)
-                    time.sleep(self.wait(attempt))
-                    hasher, received = self._hash_part()
-            got = hasher.hexdigest()
-            name = self.part.name.removesuffix(".part")
-            if self.md5 and got != self.md5:
-                self.part.unlink()
-                raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} was expected; the download is deleted: "
-                                       "run the command again to download it afresh (if the sums differ again, the "
-                                       "record's file has changed: see its page)")
-            self.md5 = got
-            os.replace(self.part, output_file)
+        hasher, received = self._hash_part()
+        before, attempt = received, 0
+        while True:
+            try:
+                hasher, received = self._transfer(requests, url, hasher, received)
+                break
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                    requests.exceptions.MissingSchema) as err:
+                raise DataError(f"{url} is not an address to download from ({reason(err)}); check mirror= or "
+                                "the catalog's url") from None
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    IncompleteTransfer) as err:
+                got = self.part.stat().st_size if self.part.exists() else 0
+                if got == before and attempt == 0 and isinstance(err, (requests.ConnectionError,
+                                                                        requests.Timeout)):
+                    raise NoNetwork(f"{type(err).__name__}: {reason(err)}") from None
+                if attempt >= self.retries:
+                    kept = f"{self.part} is kept: run the command again to resume it" if got else (
+                        "run the command again later")
+                    raise DataError(f"the download of {self.part.name.removesuffix('.part')} broke off at "
+                                    f"{gigabytes(got)}{self._of()} ({reason(err)}) after {attempt + 1} tries; "
+                                    f"{kept}") from None
+                attempt += 1
+                log.warning("the download broke off at %s%s (%s); resuming in %d s (try %d of %d)",
+                            gigabytes(got), self._of(), reason(err), self.wait(attempt), attempt + 1,
+                            self.retries + 1)
+                time.sleep(self.wait(attempt))
+                hasher, received = self._hash_part()
+        got = hasher.hexdigest()
+        name = self.part.name.removesuffix(".part")
+        if self.md5 and got != self.md5:
+            self.part.unlink()
+            raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} was expected; the download is deleted: "
+                                   "run the command again to download it afresh (if the sums differ again, the "
+                                   "record's file has changed: see its page)")
+        self.md5 = got
+        os.replace(self.part, output_file)
         return None
 
     def _of(self) -> str:
@@ -158,8 +166,14 @@ class ResumingDownloader:
         """Get the bytes from `have` on into the part file; (md5 so far, bytes in the part)."""
         headers = {"Range": f"bytes={have}-"} if have else {}
         with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_SECONDS, READ_SECONDS)) as response:
-            if response.status_code == 416 and have and self.size == have:
-                return hasher, have  # the part is already whole
+            if response.status_code == 416 and have:  # nothing after `have`: whole, or longer than the file
+                whole = response.headers.get("Content-Range", "").rpartition("/")[2]
+                if have == (self.size or (int(whole) if whole.isdigit() else None)):
+                    return hasher, have
+                self.part.unlink()
+                raise IncompleteTransfer(f"{self.part} is longer than the file on the server; starting again")
+            if response.status_code in BUSY:
+                raise IncompleteTransfer(f"the server answered {response.status_code} {response.reason}")
             if response.status_code >= 400:
                 raise DataError(f"{url} answered {response.status_code} {response.reason}; the record may have "
                                 "moved: check its page (or give mirror=<a server holding the files>)")
@@ -191,10 +205,23 @@ class ResumingDownloader:
 
 
 class IncompleteTransfer(Exception):
-    """The server closed the connection before the announced length arrived."""
+    """The server closed the connection before the announced length arrived, or answered that it is busy."""
 
 
 def reason(err: BaseException) -> str:
-    """The last, most specific line of a requests/urllib3 error chain, without its object addresses."""
-    text = str(err).splitlines()[-1] if str(err) else type(err).__name__
-    return text.split(": ", 1)[-1] if text.startswith(("HTTPConnectionPool", "HTTPSConnectionPool")) else text
+    """The innermost message of a requests/urllib3 error chain (`MaxRetryError.reason`, an exception's first
+    argument), without object addresses: 'Connection refused', 'Connection broken: IncompleteRead(...)'."""
+    seen = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        inner = getattr(err, "reason", None)
+        if isinstance(inner, BaseException):
+            err = inner
+        elif err.args and isinstance(err.args[0], BaseException):
+            err = err.args[0]
+        else:
+            break
+    text = err.args[0] if err.args and isinstance(err.args[0], str) else str(err) or type(err).__name__
+    text = re.sub(r"<[^>]* at 0x[0-9a-f]+>: |^HTTPS?Connection\([^)]*\): ", "",
+                  text.splitlines()[-1] if text else type(err).__name__)
+    return re.sub(r"^\[Errno -?\d+\] ", "", text)

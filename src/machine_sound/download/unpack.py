@@ -30,6 +30,16 @@ def tree_size(folder: Path) -> tuple[int, int]:
     return files, size
 
 
+def well_formed(entry) -> bool:
+    """An entry of the record: a mapping whose md5 is a string and whose folder, if any, has its counts."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("md5", ""), str):
+        return False
+    if "folder" not in entry:
+        return True
+    return isinstance(entry["folder"], str) and all(
+        isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool) for k in ("files", "bytes"))
+
+
 class State:
     """The destination's record of what this command downloaded and unpacked there (`STATE`)."""
 
@@ -40,11 +50,12 @@ class State:
             try:
                 self.entries = json.loads(self.path.read_text())
             except (OSError, ValueError) as err:
-                raise DataError(f"{self.path} is not readable JSON ({err}); it records what was downloaded "
-                                "there: delete it to check every archive afresh") from None
-            if not isinstance(self.entries, dict):
-                raise DataError(f"{self.path} is not this command's record; delete it to check every archive "
-                                "afresh")
+                raise DataError(f"{self.path} is not readable JSON ({err}); it records what this command unpacked "
+                                "there: delete it, and the folders there are left as found") from None
+            if not isinstance(self.entries, dict) or not all(map(well_formed, self.entries.values())):
+                raise DataError(f"{self.path} is not this command's record (an entry is not "
+                                "{md5, folder, files, bytes, ...}); delete it, and the folders there are left as "
+                                "found")
 
     def md5(self, file: str) -> str | None:
         """The md5 recorded for `file` on its first complete download, if any."""
@@ -101,7 +112,7 @@ def unpack(archive: Path, place: Path, holds: str, progressbar: bool | None = No
         raise
     found = [work / holds] if (work / holds).is_dir() else sorted(work.glob(f"*/{holds}"))
     if len(found) != 1:
-        tops = sorted(p.name for p in work.iterdir())
+        tops = sorted(p.name for p in work.iterdir()) if work.exists() else []
         shutil.rmtree(work, ignore_errors=True)
         raise DataError(f"{archive.name} holds {', '.join(tops) or 'nothing'} at its top, not one folder {holds}; "
                         "is it the right file?")
