@@ -15,7 +15,7 @@ import yaml
 
 from conftest import write_wav
 from machine_sound.download import catalog as catalogs
-from machine_sound.download import fetch
+from machine_sound.download import fetch, unpack
 from machine_sound.download.cli import download, main
 from machine_sound.download.unpack import STATE
 from machine_sound.errors import ConfigError, DataError
@@ -25,15 +25,15 @@ FAST = ["trainer.max_epochs=1", "model.backbone=mobilenetv3_small_050", "data.cl
 
 
 class Server:
-    """Files served from memory with HTTP Range support. `drop_after[name] = n` closes the connection after n
-    bytes of the body for the next `drops[name]` requests of that file; `requests` logs (name, Range header)."""
+    """Files served from memory with HTTP Range support. `drops[name] = [n1, n2, ...]`: the next requests of that
+    file close the connection after n1, n2, ... bytes of the body; `requests` logs (name, Range header)."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
-        self.drop_after: dict[str, int] = {}
-        self.drops: dict[str, int] = {}
+        self.drops: dict[str, list[int]] = {}
         self.ignore_range = False
         self.answers: list[int] = []  # statuses to answer before serving (e.g. [503]: busy once)
+        self.resets = 0  # requests to close without a word (the server was reached: not "no network")
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -46,6 +46,10 @@ class Server:
             def do_GET(self):
                 name = self.path.lstrip("/").split("?")[0]
                 server.requests.append((name, self.headers.get("Range")))
+                if server.resets:
+                    server.resets -= 1
+                    self.close_connection = True
+                    return
                 if server.answers:
                     self.send_error(server.answers.pop(0))
                     return
@@ -68,9 +72,8 @@ class Server:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
-                if server.drops.get(name, 0) > 0:
-                    server.drops[name] -= 1
-                    self.wfile.write(body[start:start + server.drop_after[name]])
+                if server.drops.get(name):
+                    self.wfile.write(body[start:start + server.drops[name].pop(0)])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -189,7 +192,7 @@ def test_a_dcase_zip_is_downloaded_unpacked_and_trained_on_its_checksum_recorded
     server.requests.clear()
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 0 and server.requests == [] and "verified 1 already there" in out
-    assert (dest / "fan" / "train").is_dir() and (dest / "dev_fan.zip").exists()  # not ours to delete this time
+    assert (dest / "fan" / "train").is_dir() and not (dest / "dev_fan.zip").exists()  # it downloaded it: its to delete
 
 
 def test_a_checksum_mismatch_is_one_line_naming_the_file_and_both_sums_and_leaves_nothing(tmp_path, server, capsys):
@@ -208,7 +211,7 @@ def test_a_checksum_mismatch_is_one_line_naming_the_file_and_both_sums_and_leave
 def test_a_dropped_connection_is_resumed_where_it_stopped(tmp_path, server, capsys, monkeypatch):
     body = mimii_zip(tmp_path)
     catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
-    server.drop_after["-6_dB_fan.zip"], server.drops["-6_dB_fan.zip"] = len(body) // 2, 1
+    server.drops["-6_dB_fan.zip"] = [len(body) // 2]
     monkeypatch.setattr(fetch.ResumingDownloader, "wait", staticmethod(lambda attempt: 0))
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={tmp_path / 'mimii'}")
     assert code == 0, err
@@ -221,19 +224,20 @@ def test_a_download_that_keeps_breaking_leaves_only_a_part_file_which_the_next_r
                                                                                          monkeypatch):
     body = mimii_zip(tmp_path)
     catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
-    server.drop_after["-6_dB_fan.zip"], server.drops["-6_dB_fan.zip"] = fetch.CHUNK + 100, 3  # 1 chunk each
+    # one chunk arrives, then three tries in a row bring nothing (a chunk cut short is lost)
+    server.drops["-6_dB_fan.zip"] = [fetch.CHUNK + 100, 100, 100, 100]
     monkeypatch.setattr(fetch.ResumingDownloader, "wait", staticmethod(lambda attempt: 0))
     dest = tmp_path / "mimii"
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}", "retries=2")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "broke off" in err and "run the command again to resume it" in err
     assert not (dest / "-6_dB_fan.zip").exists() and not (dest / "-6_dB_fan").exists()  # nothing looks whole
-    assert (dest / "-6_dB_fan.zip.part").read_bytes() == body[:3 * fetch.CHUNK]
+    assert (dest / "-6_dB_fan.zip.part").read_bytes() == body[:fetch.CHUNK]
     assert not [p for p in dest.iterdir() if p.name.startswith("tmp")]  # pooch's temporary file is gone too
 
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 0, err
-    assert server.fetched("-6_dB_fan.zip")[-1] == f"bytes={3 * fetch.CHUNK}-"
+    assert server.fetched("-6_dB_fan.zip")[-1] == f"bytes={fetch.CHUNK}-"
     assert not (dest / "-6_dB_fan.zip.part").exists() and (dest / "-6_dB_fan" / "fan").is_dir()
 
 
@@ -290,7 +294,10 @@ def test_a_folder_that_is_not_ours_is_left_as_found(tmp_path, server, capsys):
     with zipfile.ZipFile(tmp_path / "mimii_fan.zip") as z:  # the user unzipped it by hand before
         z.extractall(dest / "-6_dB_fan")
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
-    assert code == 0 and server.requests == [] and "1 already unpacked" in out
+    assert code == 0 and server.requests == [] and "1 left as found" in out
+    (dest / "-6_dB_fan" / "fan" / "id_00" / "normal" / "00000000.wav").unlink()  # changed: still left as found
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0 and server.requests == [] and "1 left as found" in out
 
 
 def test_the_packaged_catalogs_are_complete_and_choose_the_published_files():
@@ -372,8 +379,9 @@ def test_a_bad_first_download_without_a_published_checksum_is_neither_recorded_n
     server.files["dev_fan.zip"] = b"<html>a login page</html>"
     dest = tmp_path / "dev"
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
-    assert code == 2 and "is not a readable zip archive" in err and "(the download is deleted)" in err
-    assert not (dest / "dev_fan.zip").exists() and not (dest / STATE).exists()
+    assert code == 2 and "is not a readable zip archive" in err and "it is deleted: run the command again" in err
+    assert not (dest / "dev_fan.zip").exists()
+    assert "md5" not in yaml.safe_load((dest / STATE).read_text())["dev_fan.zip"]
     server.files["dev_fan.zip"] = body
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 0, err
@@ -420,3 +428,57 @@ def test_bad_places_are_one_line(tmp_path, server, capsys, setup, match):
         dest.write_text("not a folder")
     code, out, err = run(capsys, *args)
     assert code == 2 and len(err.splitlines()) == 1 and __import__("re").search(match, err), err
+
+
+def test_a_reset_connection_is_retried_not_taken_for_no_network(tmp_path, server, capsys, monkeypatch):
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    monkeypatch.setattr(fetch.ResumingDownloader, "wait", staticmethod(lambda attempt: 0))
+    server.resets = 1
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={tmp_path / 'mimii'}")
+    assert code == 0, err
+    assert len(server.requests) == 2
+
+
+def test_a_zip_this_command_downloaded_is_deleted_even_when_its_unpack_finishes_on_the_next_run(
+        tmp_path, server, capsys, monkeypatch):
+    body = dcase_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "dcase", {"dev_fan.zip": ({"machine": "fan"}, body)}, md5=False,
+                            sizes=False)
+    dest = tmp_path / "dev"
+
+    def full(folder, what, download, unpacked):
+        if what.startswith("unpacking"):
+            raise fetch.NoSpace(f"not enough free disk space in {folder} for {what}")
+    monkeypatch.setattr(unpack, "require_space", full)
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 2 and "not enough free disk space" in err and "deleted" not in err
+    assert (dest / "dev_fan.zip").read_bytes() == body  # a good download is not thrown away for want of space
+    monkeypatch.undo()
+    server.requests.clear()
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0 and server.requests == [] and (dest / "fan" / "train").is_dir()
+    assert not (dest / "dev_fan.zip").exists()  # it was this command's download
+
+
+def test_a_recorded_checksum_that_no_longer_matches_says_where_it_was_recorded(tmp_path, server, capsys):
+    body = dcase_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "dcase", {"dev_fan.zip": ({"machine": "fan"}, body)}, md5=False,
+                            sizes=False)
+    dest = tmp_path / "dev"
+    assert run(capsys, f"dataset={catalog}", f"dest={dest}")[0] == 0
+    (dest / "fan").rename(tmp_path / "away")
+    server.files["dev_fan.zip"] = body + b"another version"
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 2 and f"was recorded on the first download into {dest}" in err
+    assert "delete its entry there to take the new one" in err
+
+
+def test_a_catalog_that_makes_one_folder_of_two_archives_is_refused(tmp_path):
+    data = {"title": "t", "record": "https://r", "url": "https://r/{file}", "layout": "dcase", "folder": "f",
+            "keys": ["machine"], "unpack": ".", "holds": "fan",
+            "files": [{"file": "a.zip", "machine": "fan"}, {"file": "b.zip", "machine": "pump"}]}
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"b.zip and a.zip would both become fan"):
+        catalogs.load(str(path))

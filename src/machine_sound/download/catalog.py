@@ -62,6 +62,18 @@ class Catalog:
                 if all(not wanted.get(k) or a.choices[k] in wanted[k] for k in self.keys)]
 
 
+def urlparse_or_none(url: str):
+    """The parsed `url` when it is an http(s) address with a host and a valid port, else None."""
+    from urllib.parse import urlparse
+
+    try:
+        parsed = urlparse(url)
+        _ = parsed.port  # raises for a port out of range
+    except ValueError:
+        return None
+    return parsed if parsed.scheme in ("http", "https") and parsed.hostname else None
+
+
 def known() -> list[str]:
     """The names of the catalogs in the package, sorted."""
     folder = resources.files("machine_sound.download").joinpath("records")
@@ -112,7 +124,7 @@ def parse(raw, name: str, where: str) -> Catalog:
             raise bad(f"{text}: a text")
     if not isinstance(raw["files"], list) or not raw["files"]:
         raise bad("files: a list of {file, <keys>, md5, bytes}")
-    archives, choices, names = [], {k: [] for k in keys}, set()
+    archives, choices, names, folders = [], {k: [] for k in keys}, set(), {}
     for entry in raw["files"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "/" in entry["file"] \
                 or entry["file"] in ("", ".", ".."):
@@ -139,6 +151,12 @@ def parse(raw, name: str, where: str) -> Catalog:
             raise bad(f"url, unpack or holds names {err} which {file} does not have") from None
         if Path(unpack).is_absolute() or ".." in Path(unpack).parts or holds in ("", ".", "..") or "/" in holds:
             raise bad(f"{file}: unpack must be a folder inside the destination and holds one folder name")
+        if urlparse_or_none(url) is None:
+            raise bad(f"{file}: url {url} is not an http(s) address")
+        folder = str(Path(unpack, holds))
+        if folder in folders:
+            raise bad(f"{file} and {folders[folder]} would both become {folder}")
+        folders[folder] = file
         for k, v in values.items():
             if v not in choices[k]:
                 choices[k].append(v)

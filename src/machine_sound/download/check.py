@@ -4,6 +4,8 @@ cannot read is found now, and the training command to run next is built from wha
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -61,22 +63,35 @@ def read_back(catalog, archives, dest: Path) -> tuple[list[str], list[str]]:
     return lines, _commands(catalog, archives, Path(dest), classes)
 
 
+def train_program() -> str:
+    """How to call machine-sound-train from here: its bare name when PATH finds this environment's, otherwise
+    its path beside this Python (`.venv/bin/machine-sound-train` in a checkout whose venv is not activated)."""
+    beside = Path(sys.executable).parent / "machine-sound-train"
+    if not beside.exists() or shutil.which("machine-sound-train") == str(beside):
+        return "machine-sound-train"
+    try:
+        return shlex.quote(str(beside.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(beside))
+
+
 def _commands(catalog, archives, dest: Path, classes: dict[str, int]) -> list[str]:
-    root = shlex.quote(str(dest))
+    root, train = shlex.quote(str(dest)), train_program()
     first = archives[0].choices
     if catalog.layout == "mimii":
         snr, machine = first["snr"], first["machine"]
-        commands = [f"machine-sound-train data=mimii data.root={root} snr={snr} machine={machine} "
+        commands = [f"{train} data=mimii data.root={root} snr={snr} machine={machine} "
                     f"id={_ids(dest, snr, machine)[0]}"]
         if all(_ids(dest, snr, m) for m in MIMII_MACHINES):
-            commands.append(f"machine-sound-train -m sweep=mimii data.root={root} snr={snr}")
+            commands.append(f"{train} -m sweep=mimii data.root={root} snr={snr}")
         return commands
     machine = first["machine"]
     if catalog.layout == "dcase2020":
-        commands = [f"machine-sound-train data=dcase2020 data.root={root} machine={machine} model=autoencoder"]
+        commands = [f"{train} data=dcase2020 data.root={root} machine={machine} model=autoencoder"]
         if all((dest / m / "train").is_dir() for m in DCASE2020_MACHINES):
-            commands.append(f"machine-sound-train -m sweep=dcase2020 data.root={root}")
+            commands.append(f"{train} -m sweep=dcase2020 data.root={root}")
         return commands
     model = "id_classifier" if classes[machine] > 1 else "autoencoder"  # one class: nothing to tell apart
-    return [f"machine-sound-train data=dcase data.root={root} machine={machine} model={model}",
-            f"machine-sound-train -m sweep=dcase data.root={root}"]
+    every = "" if all(n > 1 for n in classes.values()) else " model=autoencoder"  # the sweep's default needs classes
+    return [f"{train} data=dcase data.root={root} machine={machine} model={model}",
+            f"{train} -m sweep=dcase data.root={root}{every}"]

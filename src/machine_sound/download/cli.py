@@ -32,7 +32,7 @@ from machine_sound.download.fetch import (
     only_writer,
     require_space,
 )
-from machine_sound.download.unpack import State, tree_size, unpack
+from machine_sound.download.unpack import STATE, BadArchive, State, tree_size, unpack
 from machine_sound.errors import WRITE_ERRNOS, ConfigError, DataError, one_line, user_error
 
 log = logging.getLogger("machine_sound.download")
@@ -60,8 +60,8 @@ class Outcome:
     dest: Path
     downloaded: list[str] = field(default_factory=list)
     verified: list[str] = field(default_factory=list)  # already downloaded and verified, or put there by hand
-    skipped: list[str] = field(default_factory=list)  # their folder was already there
-    recorded: list[str] = field(default_factory=list)  # unpublished checksums recorded now
+    skipped: list[str] = field(default_factory=list)  # their folder was already unpacked by this command
+    left: list[str] = field(default_factory=list)  # a folder of theirs is there, not (or no longer) as unpacked
 
 
 def as_list(setting: str, value: str | None) -> list[str] | None:
@@ -84,12 +84,7 @@ def check_mirror(mirror: str | None) -> str | None:
     """`mirror=` when it is an http(s) address with a host (and a valid port); ConfigError otherwise."""
     if mirror is None:
         return None
-    parsed = urlparse(mirror)
-    try:
-        parsed.port
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+    if catalogs.urlparse_or_none(mirror) is None:
         raise ConfigError(f"mirror={mirror}: an http:// or https:// address of a server holding the files, such "
                           "as https://mirror.example.org/mimii")
     return mirror
@@ -114,6 +109,9 @@ def download(catalog: catalogs.Catalog, wanted: dict, dest: Path, keep_archives:
     except OSError as err:
         raise DataError(f"dest={dest}: cannot make the folder ({err.strerror or err})") from None
     if not os.access(dest, os.W_OK | os.X_OK):
+        state = State(dest)
+        if all(state.complete(a.file, dest / a.unpack / a.holds) is None for a in archives):
+            return Outcome(dest, skipped=[a.file for a in archives])  # nothing to write: read it back
         raise DataError(f"dest={dest} is not writable; give a folder you can write to")
     try:
         with only_writer(dest):
@@ -130,6 +128,9 @@ def _download(catalog, archives, dest: Path, keep_archives: bool, mirror: str | 
     import pooch
 
     pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
+    for leftover in dest.glob("tmp????????"):  # pooch's empty temporary file of a killed run (we hold the lock)
+        if leftover.is_file() and leftover.stat().st_size == 0:
+            leftover.unlink()
     state, outcome = State(dest), Outcome(dest)
     pending = [a for a in archives if not (dest / a.unpack / a.holds).exists()]
     downloads = [a.bytes - part_size(dest, a) for a in pending if a.bytes and not (dest / a.file).exists()]
@@ -146,46 +147,48 @@ def _download(catalog, archives, dest: Path, keep_archives: bool, mirror: str | 
             outcome.skipped.append(archive.file)
             continue
         if target.exists():
-            if why:
-                raise DataError(f"{why} (some were removed or added); move it away and run the command again to "
-                                "unpack it afresh")
-            log.warning("%s exists and was not unpacked by this command: it is left as it is and %s is not "
-                        "downloaded (move the folder away to download it)", target, archive.file)
-            outcome.skipped.append(archive.file)
+            log.warning("%s; it is left as it is and %s is not downloaded (move the folder away to get it afresh)",
+                        why or f"{target} exists and was not unpacked by this command", archive.file)
+            outcome.left.append(archive.file)
             continue
+        recorded = archive.md5 is None and state.md5(archive.file)
         expected = archive.md5 or state.md5(archive.file)
+        origin = (f"was recorded on the first download into {dest} (in {STATE}; if the record's file has changed, "
+                  "delete its entry there to take the new one)") if recorded else "was expected"
         zip_path = dest / archive.file
         url = f"{mirror.rstrip('/')}/{archive.file}" if mirror else archive.url
-        fetched = not zip_path.exists()
-        if not fetched:
+        ours = not zip_path.exists() or bool((state.entries.get(archive.file) or {}).get("downloaded_zip"))
+        if zip_path.exists():
             log.info("%s is already in %s: checking its md5", archive.file, dest)
             got = md5_of(zip_path)
             if expected and got != expected:
-                raise ChecksumMismatch(f"{zip_path}: md5 {got} where {expected} was expected; delete it and run the "
+                raise ChecksumMismatch(f"{zip_path}: md5 {got} where {expected} {origin}; delete it and run the "
                                        "command again to download it afresh")
             outcome.verified.append(archive.file)
         else:
-            got = fetch(archive, zip_path, url, expected, retries, progressbar, catalog.record, archives[i:])
+            got = fetch(archive, zip_path, url, expected, retries, progressbar, catalog.record, archives[i:], origin)
             outcome.downloaded.append(archive.file)
+            state.save(archive.file, downloaded_zip=True)  # an interrupted unpack leaves it ours to delete
         try:
             folder = unpack(zip_path, place, archive.holds, progressbar)
-        except DataError as err:
-            unverified = fetched and not expected  # ours, never checked, and useless: the next run gets it afresh
-            if unverified:
+        except BadArchive as err:
+            if ours and not expected:  # never checked, and useless: the next run gets it afresh
                 zip_path.unlink()
-            raise DataError(f"{one_line(err)}{' (the download is deleted)' if unverified else ''}") from None
+                state.save(archive.file, downloaded_zip=False)
+                raise DataError(f"{err}; it is deleted: run the command again to download it afresh") from None
+            raise DataError(f"{err}; delete it and run the command again to download it afresh") from None
         files, size = tree_size(folder)
         if not expected:  # recorded only once the archive proved whole by unpacking
             log.warning("%s: no published checksum; recorded md5 %s in %s and later downloads are verified against it",
                         archive.file, got, state.path)
-            outcome.recorded.append(archive.file)
         state.save(archive.file, md5=got, md5_source="published" if archive.md5 else "recorded on first download",
-                   url=url, folder=str(Path(archive.unpack, archive.holds)), files=files, bytes=size)
+                   url=url, folder=str(Path(archive.unpack, archive.holds)), files=files, bytes=size,
+                   downloaded_zip=ours and keep_archives)
         log.info("%s: %d files (%s) in %s", archive.file, files, gigabytes(size), folder)
-        if fetched and not keep_archives:
+        if ours and not keep_archives:
             zip_path.unlink()
-        elif not fetched:
-            log.info("%s was there before this run and is kept", zip_path)
+        elif not ours:
+            log.info("%s was there before this command downloaded anything and is kept", zip_path)
     return outcome
 
 
@@ -195,7 +198,7 @@ def part_size(dest: Path, archive) -> int:
 
 
 def fetch(archive, zip_path: Path, url: str, expected: str | None, retries: int, progressbar, record: str,
-          rest) -> str:
+          rest, origin: str = "was expected") -> str:
     """Download one archive through pooch with the resuming downloader; its md5. NoNetwork names `rest` (this
     archive and those after it) to fetch by hand from `record`."""
     import pooch
@@ -207,7 +210,7 @@ def fetch(archive, zip_path: Path, url: str, expected: str | None, retries: int,
     log.info("downloading %s (%s) from %s", archive.file,
              gigabytes(archive.bytes) if archive.bytes else "size not in the catalog", urlparse(url).netloc)
     downloader = ResumingDownloader(dest / f"{archive.file}.part", expected, archive.bytes, retries,
-                                    progressbar=progressbar)
+                                    progressbar=progressbar, md5_origin=origin)
     try:
         pooch.retrieve(url, known_hash=f"md5:{expected}" if expected else None, fname=archive.file, path=dest,
                        downloader=downloader)
@@ -256,8 +259,8 @@ def main(argv: list[str] | None = None) -> None:
         outcome = download(catalog, wanted, dest, keep, mirror, int(retries))
         found, commands = read_back(catalog, archives, dest)
     except KeyboardInterrupt:
-        print("error: interrupted; a download in progress is kept in its .part file for the next run to resume, "
-              "an unpack in progress is undone", file=sys.stderr)
+        print("error: interrupted; a download in progress is kept in its .part file and an unpack in progress is "
+              "undone (its zip kept): the next run goes on from there", file=sys.stderr)
         sys.exit(130)
     except Exception as err:
         if user_error(err) is None:
@@ -265,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
     done = (f"downloaded {len(outcome.downloaded)}, verified {len(outcome.verified)} already there, "
-            f"{len(outcome.skipped)} already unpacked")
+            f"{len(outcome.skipped)} already unpacked" + (f", {len(outcome.left)} left as found" if outcome.left
+                                                          else ""))
     print_result("\n".join([f"{catalog.title} in {dest}: {done}", *found, "train on it:",
                             *(f"  {c}" for c in commands)]))
 

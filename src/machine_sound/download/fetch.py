@@ -33,6 +33,10 @@ class ChecksumMismatch(DataError):
     """A complete file whose md5 differs from the published or recorded one."""
 
 
+class NoSpace(DataError):
+    """Too little free disk space for what comes next."""
+
+
 def gigabytes(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
@@ -51,7 +55,7 @@ def require_space(folder: Path, what: str, download: int, unpacked: int) -> None
     if download + unpacked > free:
         parts = ([f"{gigabytes(download)} to download"] if download else []) + (
             [f"about {gigabytes(unpacked)} unpacked"] if unpacked else [])
-        raise DataError(f"not enough free disk space in {folder} for {what}: it needs {gigabytes(download + unpacked)}"
+        raise NoSpace(f"not enough free disk space in {folder} for {what}: it needs {gigabytes(download + unpacked)}"
                         f" ({', '.join(parts)}) and {gigabytes(free)} is free; free some space or give "
                         "dest=<a folder on another disk>")
 
@@ -96,8 +100,10 @@ class ResumingDownloader:
     After a call, `md5` holds the file's md5."""
 
     def __init__(self, part: Path, md5: str | None = None, size: int | None = None, retries: int = 5,
-                 unpacked_per_byte: float = UNPACKED_PER_BYTE, progressbar: bool | None = None):
+                 unpacked_per_byte: float = UNPACKED_PER_BYTE, progressbar: bool | None = None,
+                 md5_origin: str = "was expected"):
         self.part, self.md5, self.size, self.retries = Path(part), md5, size, retries
+        self.md5_origin = md5_origin  # how the mismatch message names where `md5` comes from
         self.unpacked_per_byte, self.progressbar = unpacked_per_byte, progressbar
 
     @staticmethod
@@ -123,28 +129,29 @@ class ResumingDownloader:
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     IncompleteTransfer) as err:
                 got = self.part.stat().st_size if self.part.exists() else 0
-                if got == before and attempt == 0 and isinstance(err, (requests.ConnectionError,
-                                                                        requests.Timeout)):
+                if got == before == received and attempt == 0 and could_not_connect(err):
                     raise NoNetwork(f"{type(err).__name__}: {reason(err)}") from None
+                if got > received:  # it moved on: the tries count failures in a row
+                    attempt = 0
+                name = self.part.name.removesuffix(".part")
                 if attempt >= self.retries:
+                    where = f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded"
                     kept = f"{self.part} is kept: run the command again to resume it" if got else (
                         "run the command again later")
-                    raise DataError(f"the download of {self.part.name.removesuffix('.part')} broke off at "
-                                    f"{gigabytes(got)}{self._of()} ({reason(err)}) after {attempt + 1} tries; "
+                    raise DataError(f"{name} {where} ({reason(err)}) after {self.retries + 1} tries in a row; "
                                     f"{kept}") from None
                 attempt += 1
-                log.warning("the download broke off at %s%s (%s); resuming in %d s (try %d of %d)",
-                            gigabytes(got), self._of(), reason(err), self.wait(attempt), attempt + 1,
-                            self.retries + 1)
+                log.warning("%s %s (%s); trying again in %d s (try %d of %d)", name,
+                            f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded",
+                            reason(err), self.wait(attempt), attempt + 1, self.retries + 1)
                 time.sleep(self.wait(attempt))
                 hasher, received = self._hash_part()
         got = hasher.hexdigest()
         name = self.part.name.removesuffix(".part")
         if self.md5 and got != self.md5:
             self.part.unlink()
-            raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} was expected; the download is deleted: "
-                                   "run the command again to download it afresh (if the sums differ again, the "
-                                   "record's file has changed: see its page)")
+            raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} {self.md5_origin}; the download is deleted: "
+                                   "run the command again to download it afresh")
         self.md5 = got
         os.replace(self.part, output_file)
         return None
@@ -206,6 +213,22 @@ class ResumingDownloader:
 
 class IncompleteTransfer(Exception):
     """The server closed the connection before the announced length arrived, or answered that it is busy."""
+
+
+def could_not_connect(err: BaseException) -> bool:
+    """Whether `err` (requests) failed before any connection was made: no route, refused, no name, connect
+    timeout. A connection reset or a silence after connecting means the server is there."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError  # NameResolutionError is one
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (NewConnectionError, ConnectTimeoutError)):
+            return True
+        inner = getattr(err, "reason", None)
+        err = inner if isinstance(inner, BaseException) else (
+            err.args[0] if err.args and isinstance(err.args[0], BaseException) else None)
+    return False
 
 
 def reason(err: BaseException) -> str:

@@ -20,13 +20,20 @@ log = logging.getLogger(__name__)
 STATE = ".machine-sound-download.json"
 
 
+class BadArchive(DataError):
+    """An archive that cannot be unpacked as the catalog describes it (the message gives no advice: the caller
+    knows whether the file is its own download)."""
+
+
 def tree_size(folder: Path) -> tuple[int, int]:
-    """(number of files, their bytes) under `folder`, links not followed."""
+    """(number of files, their bytes) under `folder`, following links (a subfolder moved to another disk and
+    linked back counts as it was)."""
     files = size = 0
-    for parent, _, names in os.walk(folder):
+    for parent, _, names in os.walk(folder, followlinks=True):
         for name in names:
+            path = os.path.join(parent, name)
             files += 1
-            size += os.lstat(os.path.join(parent, name)).st_size
+            size += os.stat(path).st_size if os.path.exists(path) else 0
     return files, size
 
 
@@ -105,8 +112,7 @@ def unpack(archive: Path, place: Path, holds: str, progressbar: bool | None = No
                     bar.update(member.file_size)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as err:
         shutil.rmtree(work, ignore_errors=True)
-        raise DataError(f"{archive} is not a readable zip archive ({err}); delete it and run the command again "
-                        "to download it afresh") from None
+        raise BadArchive(f"{archive} is not a readable zip archive ({err})") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -114,8 +120,7 @@ def unpack(archive: Path, place: Path, holds: str, progressbar: bool | None = No
     if len(found) != 1:
         tops = sorted(p.name for p in work.iterdir()) if work.exists() else []
         shutil.rmtree(work, ignore_errors=True)
-        raise DataError(f"{archive.name} holds {', '.join(tops) or 'nothing'} at its top, not one folder {holds}; "
-                        "is it the right file?")
+        raise BadArchive(f"{archive.name} holds {', '.join(tops) or 'nothing'} at its top, not one folder {holds}")
     left = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and found[0] not in p.parents)
     if left:
         log.info("%s: left out what lies outside %s/: %s", archive.name, holds, ", ".join(left[:5]) +
