@@ -63,10 +63,11 @@ baseline:  ## linear classifier on time-averaged log-mels over all 16 machine/ID
 figures:  ## log-mel of genuine clips (REAL=<folder>, not in this repository) beside synthetic ones, into docs/
 	$(PY) benchmarks/real_vs_synthetic.py --real "$(REAL)" $(ARGS)
 
-bench:  ## data path (installs librosa): cache, librosa, PNG+ImageFolder; then inference: PyTorch vs ONNX Runtime
+bench:  ## data path (installs librosa): cache, librosa, PNG+ImageFolder; inference: PyTorch vs ONNX Runtime; download
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/pipeline.py $(ARGS)
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/download.py
 
 tensorboard:  ## dashboards of every run under outputs/ (or DIR=...), on this machine only (HOST=0.0.0.0 to share)
 	$(VENV)/bin/tensorboard --logdir "$(or $(DIR),outputs)" --host "$(HOST)"
