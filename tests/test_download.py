@@ -471,7 +471,7 @@ def test_a_recorded_checksum_that_no_longer_matches_says_where_it_was_recorded(t
     server.files["dev_fan.zip"] = body + b"another version"
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 2 and f"was recorded on the first download into {dest}" in err
-    assert "delete its entry there to take the new one" in err
+    assert f"delete its entry in {dest / STATE} and run the command again to take the new one" in err
 
 
 def test_a_catalog_that_makes_one_folder_of_two_archives_is_refused(tmp_path):
@@ -482,3 +482,66 @@ def test_a_catalog_that_makes_one_folder_of_two_archives_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"b.zip and a.zip would both become fan"):
         catalogs.load(str(path))
+
+
+def test_an_interruption_while_pooch_checks_the_finished_file_keeps_it_for_the_next_run(tmp_path, server, capsys,
+                                                                                       monkeypatch):
+    import pooch.core
+
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    dest = tmp_path / "mimii"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pooch.core, "hash_matches", interrupted)
+    assert run(capsys, f"dataset={catalog}", f"dest={dest}")[0] == 130
+    assert (dest / "-6_dB_fan.zip.part").read_bytes() == body and not (dest / "-6_dB_fan.zip").exists()
+    monkeypatch.undo()
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0, err
+    assert server.fetched("-6_dB_fan.zip")[-1] == f"bytes={len(body)}-"  # nothing more to send
+    assert sorted(p.name for p in dest.iterdir()) == sorted([STATE, "-6_dB_fan"])  # no part, temporary file, zip
+
+
+def test_two_records_with_the_same_file_name_are_not_mixed_in_one_destination(tmp_path, server, capsys):
+    body = dcase_zip(tmp_path)
+    first = write_catalog(tmp_path, server, "dcase", {"dev_fan.zip": ({"machine": "fan"}, body)}, md5=False)
+    dest = tmp_path / "dev"
+    assert run(capsys, f"dataset={first}", f"dest={dest}")[0] == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(Path(first).read_text().replace("/record", "/another-record"))
+    code, out, err = run(capsys, f"dataset={other}", f"dest={dest}")
+    assert code == 2 and "holds dev_fan.zip of " in err and "give each record its own dest=" in err
+
+
+def test_the_printed_command_survives_a_destination_with_a_comma_a_space_and_a_quote(tmp_path, server, capsys):
+    import shlex
+
+    from machine_sound.config import compose
+
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"},
+                                                                          mimii_zip(tmp_path))})
+    dest = tmp_path / "my data, 'v2'"
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "data=mimii" in line)
+    cfg = compose(shlex.split(line)[1:])
+    assert cfg.data.root == str(dest) and cfg.machine == "fan" and cfg.id == "id_00"
+
+
+def test_a_folder_moved_into_place_by_a_run_killed_before_recording_it_is_recorded_and_its_zip_deleted(
+        tmp_path, server, capsys):
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    dest = tmp_path / "mimii"
+    dest.mkdir()
+    (dest / "-6_dB_fan.zip").write_bytes(body)
+    with zipfile.ZipFile(dest / "-6_dB_fan.zip") as z:
+        z.extractall(dest / "-6_dB_fan")
+    (dest / STATE).write_text('{"-6_dB_fan.zip": {"downloaded_zip": true, "unpacking": true, "record": "%s"}}'
+                              % yaml.safe_load(Path(catalog).read_text())["record"])
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0 and server.requests == [] and not (dest / "-6_dB_fan.zip").exists()
+    assert yaml.safe_load((dest / STATE).read_text())["-6_dB_fan.zip"]["files"] == 15
+    assert "1 already unpacked" in run(capsys, f"dataset={catalog}", f"dest={dest}")[1]

@@ -3,6 +3,7 @@ cannot read is found now, and the training command to run next is built from wha
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -75,23 +76,40 @@ def train_program() -> str:
         return shlex.quote(str(beside))
 
 
+def hydra_value(value: str) -> str:
+    """`value` as a Hydra override's value: as it is where the override grammar takes it so, otherwise quoted
+    (Hydra's quoted strings escape a quote and a backslash before one with a backslash)."""
+    if re.fullmatch(r"[\w./~+-]+", value):
+        return value
+    return "'" + re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value) + "'"
+
+
+def shell_word(text: str) -> str:
+    """`text` as one word of a POSIX shell: bare when it can be, in double quotes when nothing in it expands
+    there, in single quotes otherwise."""
+    quoted = shlex.quote(text)
+    if quoted == text or re.search(r'["$`\\!]', text):
+        return quoted
+    return f'"{text}"'
+
+
 def _commands(catalog, archives, dest: Path, classes: dict[str, int]) -> list[str]:
-    root, train = shlex.quote(str(dest)), train_program()
+    root, train = shell_word(f"data.root={hydra_value(str(dest))}"), train_program()
     first = archives[0].choices
     if catalog.layout == "mimii":
         snr, machine = first["snr"], first["machine"]
-        commands = [f"{train} data=mimii data.root={root} snr={snr} machine={machine} "
+        commands = [f"{train} data=mimii {root} snr={snr} machine={machine} "
                     f"id={_ids(dest, snr, machine)[0]}"]
         if all(_ids(dest, snr, m) for m in MIMII_MACHINES):
-            commands.append(f"{train} -m sweep=mimii data.root={root} snr={snr}")
+            commands.append(f"{train} -m sweep=mimii {root} snr={snr}")
         return commands
     machine = first["machine"]
     if catalog.layout == "dcase2020":
-        commands = [f"{train} data=dcase2020 data.root={root} machine={machine} model=autoencoder"]
+        commands = [f"{train} data=dcase2020 {root} machine={machine} model=autoencoder"]
         if all((dest / m / "train").is_dir() for m in DCASE2020_MACHINES):
-            commands.append(f"{train} -m sweep=dcase2020 data.root={root}")
+            commands.append(f"{train} -m sweep=dcase2020 {root}")
         return commands
     model = "id_classifier" if classes[machine] > 1 else "autoencoder"  # one class: nothing to tell apart
     every = "" if all(n > 1 for n in classes.values()) else " model=autoencoder"  # the sweep's default needs classes
-    return [f"{train} data=dcase data.root={root} machine={machine} model={model}",
-            f"{train} -m sweep=dcase data.root={root}{every}"]
+    return [f"{train} data=dcase {root} machine={machine} model={model}",
+            f"{train} -m sweep=dcase {root}{every}"]

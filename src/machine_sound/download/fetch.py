@@ -101,9 +101,9 @@ class ResumingDownloader:
 
     def __init__(self, part: Path, md5: str | None = None, size: int | None = None, retries: int = 5,
                  unpacked_per_byte: float = UNPACKED_PER_BYTE, progressbar: bool | None = None,
-                 md5_origin: str = "was expected"):
+                 md5_origin: str = "was expected", advice: str = "run the command again to download it afresh"):
         self.part, self.md5, self.size, self.retries = Path(part), md5, size, retries
-        self.md5_origin = md5_origin  # how the mismatch message names where `md5` comes from
+        self.md5_origin, self.advice = md5_origin, advice  # what a mismatch says of `md5`, and what to do
         self.unpacked_per_byte, self.progressbar = unpacked_per_byte, progressbar
 
     @staticmethod
@@ -129,6 +129,8 @@ class ResumingDownloader:
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                     IncompleteTransfer) as err:
                 got = self.part.stat().st_size if self.part.exists() else 0
+                if got == 0:
+                    self.part.unlink(missing_ok=True)  # an empty part is nothing to resume
                 if got == before == received and attempt == 0 and could_not_connect(err):
                     raise NoNetwork(f"{type(err).__name__}: {reason(err)}") from None
                 if got > received:  # it moved on: the tries count failures in a row
@@ -138,8 +140,8 @@ class ResumingDownloader:
                     where = f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded"
                     kept = f"{self.part} is kept: run the command again to resume it" if got else (
                         "run the command again later")
-                    raise DataError(f"{name} {where} ({reason(err)}) after {self.retries + 1} tries in a row; "
-                                    f"{kept}") from None
+                    tries = f"{self.retries + 1} tries in a row" if self.retries else "1 try"
+                    raise DataError(f"{name} {where} ({reason(err)}) after {tries}; {kept}") from None
                 attempt += 1
                 log.warning("%s %s (%s); trying again in %d s (try %d of %d)", name,
                             f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded",
@@ -151,9 +153,9 @@ class ResumingDownloader:
         if self.md5 and got != self.md5:
             self.part.unlink()
             raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} {self.md5_origin}; the download is deleted: "
-                                   "run the command again to download it afresh")
+                                   f"{self.advice}")
         self.md5 = got
-        os.replace(self.part, output_file)
+        hand_over(self.part, Path(output_file))
         return None
 
     def _of(self) -> str:
@@ -177,8 +179,9 @@ class ResumingDownloader:
                 whole = response.headers.get("Content-Range", "").rpartition("/")[2]
                 if have == (self.size or (int(whole) if whole.isdigit() else None)):
                     return hasher, have
+                log.warning("%s is longer than the file on the server; downloading it from the start", self.part)
                 self.part.unlink()
-                raise IncompleteTransfer(f"{self.part} is longer than the file on the server; starting again")
+                return self._transfer(requests, url, hashlib.md5(), 0)
             if response.status_code in BUSY:
                 raise IncompleteTransfer(f"the server answered {response.status_code} {response.reason}")
             if response.status_code >= 400:
@@ -215,6 +218,17 @@ class IncompleteTransfer(Exception):
     """The server closed the connection before the announced length arrived, or answered that it is busy."""
 
 
+def hand_over(part: Path, output_file: Path) -> None:
+    """Give pooch the finished part as its temporary file: a second name (hard link) for the same bytes, so an
+    interruption while pooch checks it still leaves the part for the next run (the command removes the part once
+    pooch has moved the file into place); a move where the disk has no hard links."""
+    try:
+        output_file.unlink(missing_ok=True)
+        os.link(part, output_file)
+    except OSError:
+        os.replace(part, output_file)
+
+
 def could_not_connect(err: BaseException) -> bool:
     """Whether `err` (requests) failed before any connection was made: no route, refused, no name, connect
     timeout. A connection reset or a silence after connecting means the server is there."""
@@ -245,6 +259,6 @@ def reason(err: BaseException) -> str:
         else:
             break
     text = err.args[0] if err.args and isinstance(err.args[0], str) else str(err) or type(err).__name__
-    text = re.sub(r"<[^>]* at 0x[0-9a-f]+>: |^HTTPS?Connection\([^)]*\): ", "",
+    text = re.sub(r"<[^>]* at 0x[0-9a-f]+>: |^HTTPS?Connection(Pool)?\([^)]*\): ", "",
                   text.splitlines()[-1] if text else type(err).__name__)
     return re.sub(r"^\[Errno -?\d+\] ", "", text)

@@ -68,11 +68,14 @@ class State:
         """The md5 recorded for `file` on its first complete download, if any."""
         return (self.entries.get(file) or {}).get("md5")
 
-    def complete(self, file: str, folder: Path) -> str | None:
-        """None when `folder` holds what `file` unpacked to; otherwise why not (for an unrecorded folder: '')."""
+    def complete(self, file: str, folder: Path, record: str | None = None) -> str | None:
+        """None when `folder` holds what `file` (of `record`) unpacked to; otherwise why not ('' for a folder this
+        command did not unpack)."""
         entry = self.entries.get(file) or {}
         if not entry.get("folder") or Path(self.path.parent, entry["folder"]) != folder:
             return ""
+        if record and entry.get("record", record) != record:
+            return f"{folder} was unpacked from {file} of {entry['record']}"
         files, size = tree_size(folder)
         if (files, size) != (entry["files"], entry["bytes"]):
             return (f"{folder} holds {files} files ({size} bytes) where {entry['files']} ({entry['bytes']} bytes) "
