@@ -512,7 +512,7 @@ def test_two_records_with_the_same_file_name_are_not_mixed_in_one_destination(tm
     other = tmp_path / "other.yaml"
     other.write_text(Path(first).read_text().replace("/record", "/another-record"))
     code, out, err = run(capsys, f"dataset={other}", f"dest={dest}")
-    assert code == 2 and "holds dev_fan.zip of " in err and "give each record its own dest=" in err
+    assert code == 2 and f"{dest} holds files of {server.url}/record" in err and "its own dest=" in err
 
 
 def test_the_printed_command_survives_a_destination_with_a_comma_a_space_and_a_quote(tmp_path, server, capsys):
@@ -522,7 +522,7 @@ def test_the_printed_command_survives_a_destination_with_a_comma_a_space_and_a_q
 
     catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"},
                                                                           mimii_zip(tmp_path))})
-    dest = tmp_path / "my data, 'v2'"
+    dest = tmp_path / "my data, 'v2' ${x} jürgen"
     code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
     assert code == 0, err
     line = next(line for line in out.splitlines() if "data=mimii" in line)
@@ -545,3 +545,22 @@ def test_a_folder_moved_into_place_by_a_run_killed_before_recording_it_is_record
     assert code == 0 and server.requests == [] and not (dest / "-6_dB_fan.zip").exists()
     assert yaml.safe_load((dest / STATE).read_text())["-6_dB_fan.zip"]["files"] == 15
     assert "1 already unpacked" in run(capsys, f"dataset={catalog}", f"dest={dest}")[1]
+
+
+def test_without_hard_links_the_downloader_s_own_md5_is_the_check_and_the_part_is_renamed(tmp_path, server, capsys,
+                                                                                         monkeypatch):
+    import pooch
+
+    from machine_sound.download import get
+
+    body = mimii_zip(tmp_path)
+    catalog = write_catalog(tmp_path, server, "mimii", {"-6_dB_fan.zip": ({"snr": "-6_dB", "machine": "fan"}, body)})
+    monkeypatch.setattr(get, "hard_links", lambda folder: False)  # FAT, exFAT, some network disks
+    monkeypatch.setattr(pooch, "retrieve", lambda *a, **k: pytest.fail("pooch would delete the download if stopped"))
+    dest = tmp_path / "mimii"
+    code, out, err = run(capsys, f"dataset={catalog}", f"dest={dest}")
+    assert code == 0, err
+    assert sorted(p.name for p in dest.iterdir()) == sorted([STATE, "-6_dB_fan"])
+    server.files["-6_dB_fan.zip"] = body[:-1] + bytes([body[-1] ^ 1])  # and a mismatch is still caught
+    code, out, err = run(capsys, f"dataset={catalog}", "machine=fan", f"dest={tmp_path / 'again'}")
+    assert code == 2 and "md5 " in err and hashlib.md5(body).hexdigest() in err

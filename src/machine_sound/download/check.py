@@ -77,11 +77,15 @@ def train_program() -> str:
 
 
 def hydra_value(value: str) -> str:
-    """`value` as a Hydra override's value: as it is where the override grammar takes it so, otherwise quoted
-    (Hydra's quoted strings escape a quote and a backslash before one with a backslash)."""
-    if re.fullmatch(r"[\w./~+-]+", value):
+    """`value` as a Hydra override's value that Hydra reads back as this very string: bare for a plain ASCII path
+    with a slash, otherwise in Hydra's quotes (with the quote, the backslashes before a quote or at the end, and
+    `${` escaped, so nothing is read as a number, a null, a boolean or an interpolation)."""
+    if re.fullmatch(r"[A-Za-z0-9_.+-]*/[A-Za-z0-9_./+-]*", value):
         return value
-    return "'" + re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value) + "'"
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    escaped = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", escaped)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f"'{escaped}'"
 
 
 def shell_word(text: str) -> str:

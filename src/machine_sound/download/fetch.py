@@ -101,9 +101,11 @@ class ResumingDownloader:
 
     def __init__(self, part: Path, md5: str | None = None, size: int | None = None, retries: int = 5,
                  unpacked_per_byte: float = UNPACKED_PER_BYTE, progressbar: bool | None = None,
-                 md5_origin: str = "was expected", advice: str = "run the command again to download it afresh"):
+                 md5_origin: str = "was expected", advice: str = "run the command again to download it afresh",
+                 link: bool = True):
         self.part, self.md5, self.size, self.retries = Path(part), md5, size, retries
         self.md5_origin, self.advice = md5_origin, advice  # what a mismatch says of `md5`, and what to do
+        self.link = link  # hand the part over as a second name (`hand_over`), or move it
         self.unpacked_per_byte, self.progressbar = unpacked_per_byte, progressbar
 
     @staticmethod
@@ -155,7 +157,10 @@ class ResumingDownloader:
             raise ChecksumMismatch(f"{name}: md5 {got} where {self.md5} {self.md5_origin}; the download is deleted: "
                                    f"{self.advice}")
         self.md5 = got
-        hand_over(self.part, Path(output_file))
+        if self.link:
+            hand_over(self.part, Path(output_file))
+        else:
+            os.replace(self.part, output_file)
         return None
 
     def _of(self) -> str:
@@ -221,12 +226,23 @@ class IncompleteTransfer(Exception):
 def hand_over(part: Path, output_file: Path) -> None:
     """Give pooch the finished part as its temporary file: a second name (hard link) for the same bytes, so an
     interruption while pooch checks it still leaves the part for the next run (the command removes the part once
-    pooch has moved the file into place); a move where the disk has no hard links."""
+    pooch has moved the file into place). Only where `hard_links` says the disk has them."""
+    output_file.unlink(missing_ok=True)
+    os.link(part, output_file)
+
+
+def hard_links(folder: Path) -> bool:
+    """Whether files in `folder` can have a second name (not on FAT/exFAT and some network disks)."""
+    probe = Path(folder) / ".machine-sound-download.link-probe"
     try:
-        output_file.unlink(missing_ok=True)
-        os.link(part, output_file)
+        probe.touch()
+        os.link(probe, probe.with_name(probe.name + "2"))
+        return True
     except OSError:
-        os.replace(part, output_file)
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+        probe.with_name(probe.name + "2").unlink(missing_ok=True)
 
 
 def could_not_connect(err: BaseException) -> bool:

@@ -15,6 +15,7 @@ from machine_sound.download.fetch import (
     NoNetwork,
     ResumingDownloader,
     gigabytes,
+    hard_links,
     md5_of,
     only_writer,
     require_space,
@@ -60,6 +61,7 @@ def download(catalog, wanted: dict, dest: Path, keep_archives: bool = False, mir
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"dest={dest}: cannot make the folder ({err.strerror or err})") from None
+    same_record(catalog, State(dest), dest)
     if not os.access(dest, os.W_OK | os.X_OK):
         if all((dest / a.unpack / a.holds).exists() for a in archives):  # nothing to write: read it back
             return _look(catalog, archives, dest, State(dest), Outcome(dest))
@@ -89,10 +91,25 @@ def _look(catalog, archives, dest: Path, state: State, outcome: Outcome) -> Outc
     return outcome
 
 
+def same_record(catalog, state: State, dest: Path) -> None:
+    """DataError when `dest` holds files of another record than `catalog`'s (two years' dev_fan.zip, or one
+    year's fan beside another's pump: a sweep over the folder would mix them)."""
+    others = sorted({e.get("record") for e in state.entries.values()} - {None, catalog.record})
+    if others:
+        raise DataError(f"{dest} holds files of {others[0]}, not of {catalog.record} ({catalog.title}); give each "
+                        "record its own dest=")
+
+
 def _clean(dest: Path) -> None:
-    """Remove pooch's temporary files of a killed run (we hold the lock, so no run is using them): empty ones,
-    and second names of a part file (`fetch.hand_over`)."""
+    """Remove what a killed run can leave (we hold the lock, so no run is using it): pooch's temporary files that
+    are empty or a second name of a part file (`fetch.hand_over`), and a part that is a second name of its zip
+    (killed after pooch moved the file into place, before the part was removed)."""
     parts = [p for p in dest.glob("*.part") if p.is_file()]
+    for part in parts:
+        whole = part.with_name(part.name.removesuffix(".part"))
+        if whole.is_file() and os.path.samefile(part, whole):
+            part.unlink()
+    parts = [p for p in parts if p.exists()]
     for leftover in dest.glob("tmp????????"):
         if leftover.is_file() and (leftover.stat().st_size == 0 or any(os.path.samefile(leftover, p) for p in parts)):
             leftover.unlink()
@@ -105,11 +122,6 @@ def _download(catalog, archives, dest: Path, keep_archives: bool, mirror: str | 
     pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
     _clean(dest)
     state = State(dest)
-    for archive in archives:  # another record's file of the same name (dev_fan.zip of two years) is not this one
-        other = (state.entries.get(archive.file) or {}).get("record")
-        if other and other != catalog.record:
-            raise DataError(f"{dest} holds {archive.file} of {other}, not of {catalog.record} ({catalog.title}); "
-                            "give each record its own dest=")
     pending = [a for a in archives if not (dest / a.unpack / a.holds).exists()]
     downloads = [a.bytes - part_size(dest, a) for a in pending if a.bytes and not (dest / a.file).exists()]
     unpacked = [int(a.bytes * UNPACKED_PER_BYTE) for a in pending if a.bytes]
@@ -155,9 +167,15 @@ def _get(catalog, archive, rest, dest: Path, state: State, outcome: Outcome, kee
         else:
             log.info("%s: no checksum to verify it against; it is taken as it is", zip_path)
     else:
-        got = fetch(archive, zip_path, url, expected, retries, progressbar, catalog.record, rest, origin, advice)
+        state.save(archive.file, downloaded_zip=True, record=catalog.record)  # a kill from here on: still ours
+        try:
+            got = fetch(archive, zip_path, url, expected, retries, progressbar, catalog.record, rest, origin, advice)
+        except BaseException:
+            if not zip_path.exists():
+                state.save(archive.file, downloaded_zip=False)
+                state.forget(archive.file)
+            raise
         outcome.downloaded.append(archive.file)
-        state.save(archive.file, downloaded_zip=True, record=catalog.record)  # an interrupted unpack: still ours
     if moved:
         folder = place / archive.holds
         log.info("%s: found in place from a run that was stopped before recording it", folder)
@@ -198,11 +216,14 @@ def fetch(archive, zip_path: Path, url: str, expected: str | None, retries: int,
     log.info("downloading %s (%s) from %s", archive.file,
              gigabytes(archive.bytes) if archive.bytes else "size not in the catalog", urlparse(url).netloc)
     part = dest / f"{archive.file}.part"
+    checked = bool(expected) and hard_links(dest)  # pooch checks it again, and an interruption keeps the part
     downloader = ResumingDownloader(part, expected, archive.bytes, retries, progressbar=progressbar,
-                                    md5_origin=origin, advice=advice)
+                                    md5_origin=origin, advice=advice, link=checked)
     try:
-        pooch.retrieve(url, known_hash=f"md5:{expected}" if expected else None, fname=archive.file, path=dest,
-                       downloader=downloader)
+        if checked:
+            pooch.retrieve(url, known_hash=f"md5:{expected}", fname=archive.file, path=dest, downloader=downloader)
+        else:  # no checksum for pooch to check (it would only read the file again for a SHA256), or no hard links
+            downloader(url, str(zip_path))  # the md5 computed on the way is the check; the part is renamed
     except NoNetwork as err:
         kept = " (the part already downloaded is kept and resumed)" if part_size(dest, archive) else ""
         raise NoNetwork(f"cannot reach {urlparse(url).netloc} ({err}){kept}: {by_hand(rest, record, dest)}") from None

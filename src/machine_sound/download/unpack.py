@@ -82,10 +82,23 @@ class State:
                     f"were unpacked from {file}")
         return None
 
+    def forget(self, file: str) -> None:
+        """Drop `file`'s entry when it says nothing but that a download was under way (and the record with it,
+        when nothing else is left in it)."""
+        if set(self.entries.get(file, {})) <= {"downloaded_zip", "record", "date", "unpacking"}:
+            self.entries.pop(file, None)
+            if not self.entries:
+                self.path.unlink(missing_ok=True)
+                return
+            self._write()
+
     def save(self, file: str, **entry) -> None:
         """Record `entry` for `file` (merged with what is there) and write the record atomically."""
         self.entries[file] = {**self.entries.get(file, {}), **entry,
                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        self._write()
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
         temporary.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
