@@ -61,14 +61,15 @@ def download(catalog, wanted: dict, dest: Path, keep_archives: bool = False, mir
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"dest={dest}: cannot make the folder ({err.strerror or err})") from None
-    same_record(catalog, State(dest), dest)
+    state = State(dest)
+    same_record(catalog, state, dest)
     if not os.access(dest, os.W_OK | os.X_OK):
         if all((dest / a.unpack / a.holds).exists() for a in archives):  # nothing to write: read it back
-            return _look(catalog, archives, dest, State(dest), Outcome(dest))
+            return _look(catalog, archives, dest, state, Outcome(dest))
         raise DataError(f"dest={dest} is not writable; give a folder you can write to")
     try:
         with only_writer(dest):
-            return _download(catalog, archives, dest, keep_archives, mirror, retries, progressbar)
+            return _download(catalog, archives, dest, State(dest), keep_archives, mirror, retries, progressbar)
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
             raise
@@ -115,13 +116,10 @@ def _clean(dest: Path) -> None:
             leftover.unlink()
 
 
-def _download(catalog, archives, dest: Path, keep_archives: bool, mirror: str | None, retries: int,
+def _download(catalog, archives, dest: Path, state: State, keep_archives: bool, mirror: str | None, retries: int,
               progressbar: bool | None) -> Outcome:
-    import pooch
-
-    pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
+    """`download` once the destination is locked; `state` is its record, read under the lock."""
     _clean(dest)
-    state = State(dest)
     pending = [a for a in archives if not (dest / a.unpack / a.holds).exists()]
     downloads = [a.bytes - part_size(dest, a) for a in pending if a.bytes and not (dest / a.file).exists()]
     unpacked = [int(a.bytes * UNPACKED_PER_BYTE) for a in pending if a.bytes]
@@ -221,6 +219,7 @@ def fetch(archive, zip_path: Path, url: str, expected: str | None, retries: int,
                                     md5_origin=origin, advice=advice, link=checked)
     try:
         if checked:
+            pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line says what ours says
             pooch.retrieve(url, known_hash=f"md5:{expected}", fname=archive.file, path=dest, downloader=downloader)
         else:  # no checksum for pooch to check (it would only read the file again for a SHA256), or no hard links
             downloader(url, str(zip_path))  # the md5 computed on the way is the check; the part is renamed
