@@ -91,12 +91,13 @@ def only_writer(folder: Path):
 
 
 class ResumingDownloader:
-    """A pooch downloader (`pooch.retrieve(..., downloader=...)`) that downloads `url` into `part`, resuming from
-    the bytes already there, computes the md5 on the way and, once the file is complete and its md5 is `md5` (when
-    given), moves it to pooch's temporary file. A broken connection is retried `retries` times with waits of 2, 4,
-    8 ... s (at most 30), each time from where it stopped. Raises NoNetwork when the server cannot be reached
-    before any byte arrived, ChecksumMismatch (deleting the part) for a complete file with another md5, and a
-    DataError saying how far it got when the retries are spent (the part is kept: the next run resumes it).
+    """A pooch downloader (`pooch.retrieve(..., downloader=...)`, or called alone) that downloads `url` into
+    `part`, resuming from the bytes already there, computes the md5 on the way and, once the file is complete and
+    its md5 is `md5` (when given), hands it to `output_file`: a second name (`hand_over`, `link=True`) or a move.
+    A broken or reset connection and a busy answer (`BUSY`) are tried again, from where it stopped, up to
+    `retries` times in a row without progress, with waits of 2, 4, 8 ... s (at most 30). Raises NoNetwork when no
+    connection could be made at all, ChecksumMismatch (deleting the part) for a complete file with another md5,
+    and a DataError saying how far it got when the tries are spent (the part is kept: the next run resumes it).
     After a call, `md5` holds the file's md5."""
 
     def __init__(self, part: Path, md5: str | None = None, size: int | None = None, retries: int = 5,
@@ -138,16 +139,15 @@ class ResumingDownloader:
                 if got > received:  # it moved on: the tries count failures in a row
                     attempt = 0
                 name = self.part.name.removesuffix(".part")
+                where = f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded"
                 if attempt >= self.retries:
-                    where = f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded"
                     kept = f"{self.part} is kept: run the command again to resume it" if got else (
                         "run the command again later")
                     tries = f"{self.retries + 1} tries in a row" if self.retries else "1 try"
                     raise DataError(f"{name} {where} ({reason(err)}) after {tries}; {kept}") from None
                 attempt += 1
-                log.warning("%s %s (%s); trying again in %d s (try %d of %d)", name,
-                            f"broke off at {gigabytes(got)}{self._of()}" if got else "could not be downloaded",
-                            reason(err), self.wait(attempt), attempt + 1, self.retries + 1)
+                log.warning("%s %s (%s); trying again in %d s (try %d of %d)", name, where, reason(err),
+                            self.wait(attempt), attempt + 1, self.retries + 1)
                 time.sleep(self.wait(attempt))
                 hasher, received = self._hash_part()
         got = hasher.hexdigest()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from machine_sound.download.fetch import require_space
 from machine_sound.errors import DataError
+from machine_sound.writing import write_atomic
 
 log = logging.getLogger(__name__)
 STATE = ".machine-sound-download.json"
@@ -99,10 +100,8 @@ class State:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(self.entries, indent=1, sort_keys=True) + "\n")
-        os.replace(temporary, self.path)
+        text = json.dumps(self.entries, indent=1, sort_keys=True) + "\n"
+        write_atomic(self.path, lambda staging: staging.write_text(text))
 
 
 def unpack(archive: Path, place: Path, holds: str, progressbar: bool | None = None) -> Path:
